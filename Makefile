@@ -1,0 +1,51 @@
+# Two commands on a fresh machine: `make up` (pulumi up of the local stack, no cluster needed)
+# and `make test`. Everything they need is installed here; built binaries live in
+# ~/.cache/agent-platform (outside the repo, reused across clones).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: up preview destroy test test-fast toolchain kube-toolchain system-deps schema bench clean
+
+$(STAMP): requirements.txt runtime/pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r bench/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e runtime
+	touch $@
+
+toolchain:
+	bash tools/build-toolchain.sh
+
+kube-toolchain:
+	bash tools/build-kube.sh
+
+# Debian packages the tests use (PostgreSQL, Prometheus/promtool, ...), installed when missing.
+system-deps:
+	bash tools/install-system-deps.sh
+
+up: $(STAMP) toolchain
+	$(PY) tools/engine.py up --stack local
+
+preview: $(STAMP) toolchain
+	$(PY) tools/engine.py preview --stack local --policy-pack policies
+
+destroy: $(STAMP) toolchain
+	$(PY) tools/engine.py destroy --stack local
+
+test: $(STAMP) toolchain kube-toolchain system-deps
+	$(PY) -m pytest
+
+# Components, config, runtime and policies only: no engine, no API server.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/components tests/runtime tests/policies
+
+schema: $(STAMP)
+	$(PY) tools/stack_schema.py
+
+bench: $(STAMP) toolchain
+	$(PY) -m bench all
+
+clean:
+	rm -rf build .pulumi-state .pulumi-home

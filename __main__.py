@@ -1,0 +1,5 @@
+"""Entry point of `pulumi up`: see components/program.py."""
+
+from components.program import program
+
+program()

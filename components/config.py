@@ -1,0 +1,445 @@
+"""The typed stack configuration, read once from `pulumi.Config` and validated as a whole.
+
+A stack file holds keys under the `agent-platform:` namespace (see stacks/schema.json). Every
+invalid value becomes ONE `StackConfigError` naming the stack file and the key path, such as
+`stacks/Pulumi.prod.yaml: agent-platform:clusters.workers.autoscaling.max_instances (2) must be
+>= min_instances (3)`; `__main__.py` reports it without a traceback.
+
+This is the only module that reads `pulumi.Config`: components receive these typed objects.
+The runtime's own settings (breaker, retry, balancer, alert rules, backups) are the models of
+`agent_runtime.config`, reused here so they are defined once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from agent_runtime.config import (
+    AlertRule,
+    BackupConfig,
+    BalancerConfig,
+    BreakerConfig,
+    HealthCheckConfig,
+    OutlierConfig,
+    RetryConfig,
+    Strategy,
+)
+from components.quantity import parse_quantity
+
+PROJECT = "agent-platform"
+
+Environment = Literal["local", "dev", "staging", "prod"]
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_STEP = re.compile(r"^(?P<value>\d+)(?P<percent>%?)$")
+
+
+class StackConfigError(Exception):
+    """A stack file that cannot be deployed; the message is meant for the user as it is."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _quantity(value: Any) -> str:
+    text = str(value)
+    parse_quantity(text)
+    return text
+
+
+Quantity = Annotated[str, Field(json_schema_extra={"pattern": r"^[0-9.]+([eE][-+]?[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"})]
+
+
+class Resources(Model):
+    cpu: Quantity
+    memory: Quantity
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _is_quantity(cls, value: Any) -> str:
+        return _quantity(value)
+
+
+class ResourceSpec(Model):
+    """Requests are what the scheduler reserves; limits are what the kubelet enforces."""
+
+    requests: Resources
+    limits: Resources
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> ResourceSpec:
+        for kind in ("cpu", "memory"):
+            request, limit = getattr(self.requests, kind), getattr(self.limits, kind)
+            if parse_quantity(limit) < parse_quantity(request):
+                raise ValueError(f"limits.{kind} ({limit}) must be >= requests.{kind} ({request})")
+        return self
+
+
+def parse_step(step: int | str) -> tuple[Literal["Pods", "Percent"], int]:
+    """`4` -> (Pods, 4); `"50%"` -> (Percent, 50)."""
+    match = _STEP.match(str(step))
+    if not match or int(match.group("value")) < 1:
+        raise ValueError(f"step {step!r} must be a positive number of pods (4) or a percentage ('50%')")
+    return ("Percent" if match.group("percent") else "Pods", int(match.group("value")))
+
+
+class QueueScaling(Model):
+    """Scale on work waiting, not only CPU: the source material's QUEUE_LENGTH metric."""
+
+    metric: str = "agent_queue_length"
+    # Desired queued items per pod.
+    target_per_pod: float = Field(gt=0)
+    # external: an HPA External metric (a Prometheus adapter serves it);
+    # pods: an HPA Pods metric (per-pod average); keda: a KEDA ScaledObject (Prometheus trigger).
+    source: Literal["external", "pods", "keda"] = "external"
+    prometheus_address: str = "http://prometheus-operated.monitoring.svc:9090"
+
+
+class Autoscaling(Model):
+    """The ScalingRule vocabulary, translated into an autoscaling/v2 HPA `behavior`.
+
+    See `components.scaling.hpa_behavior` for the translation (documented in the README).
+    """
+
+    min_instances: int = Field(ge=0)
+    max_instances: int = Field(ge=1)
+    cpu_threshold: int | None = Field(70, ge=1, le=100)
+    memory_threshold: int | None = Field(None, ge=1, le=100)
+    scale_up_cooldown: int = Field(0, ge=0, le=3600)
+    scale_down_cooldown: int = Field(300, ge=0, le=3600)
+    scale_up_step: int | str = "100%"
+    scale_down_step: int | str = 1
+    queue: QueueScaling | None = None
+
+    @field_validator("scale_up_step", "scale_down_step")
+    @classmethod
+    def _valid_step(cls, value: int | str) -> int | str:
+        parse_step(value)
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_instances < self.min_instances:
+            raise ValueError(
+                f"max_instances ({self.max_instances}) must be >= min_instances ({self.min_instances})"
+            )
+        if self.cpu_threshold is None and self.memory_threshold is None and self.queue is None:
+            raise ValueError("needs at least one of cpu_threshold, memory_threshold or queue")
+        return self
+
+
+class DisruptionBudget(Model):
+    """At most this many pods of a cluster may be down for voluntary disruptions."""
+
+    max_unavailable: int | str = 1
+
+    @field_validator("max_unavailable")
+    @classmethod
+    def _allows_disruption(cls, value: int | str) -> int | str:
+        kind, amount = parse_step(value)  # rejects 0 and "0%": a PDB must never block every eviction
+        if kind == "Percent" and amount > 100:
+            raise ValueError(f"{value!r} is more than 100%")
+        return value
+
+
+class RouteConfig(Model):
+    """A gateway route to one cluster; every setting defaults to the runtime's defaults."""
+
+    cluster: str
+    # Defaults to the cluster name.
+    name: str | None = Field(None, pattern=DNS_LABEL)
+    # Defaults to /<cluster name>.
+    path_prefix: str | None = Field(None, pattern=r"^/")
+    required_capabilities: tuple[str, ...] = ()
+    timeout_seconds: float = Field(30.0, gt=0)
+    balancer: BalancerConfig = BalancerConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    retry: RetryConfig = RetryConfig()
+    outlier: OutlierConfig = OutlierConfig()
+    health_check: HealthCheckConfig = HealthCheckConfig()
+
+
+class ClusterConfig(Model):
+    """One agent cluster: a Deployment of identical agents behind Services, scaled by an HPA."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    image: str
+    replicas: int = Field(2, ge=0)
+    port: int = Field(8080, ge=1024, le=65535)
+    capabilities: tuple[str, ...] = ()
+    resources: ResourceSpec
+    autoscaling: Autoscaling | None = None
+    # The longest single agent run; shutdown waits this long so runs are never cut short.
+    max_run_seconds: int = Field(300, ge=1, le=86400)
+    # Holds conversation state in memory: never scaled to zero.
+    stateful: bool = False
+    disruption_budget: DisruptionBudget = DisruptionBudget()
+    env: dict[str, str] = {}
+    # Environment variables read from Kubernetes Secrets: NAME -> "secret-name/key".
+    secret_env: dict[str, Annotated[str, Field(pattern=r"^[a-z0-9.-]+/[-._a-zA-Z0-9]+$")]] = {}
+
+    @model_validator(mode="after")
+    def _stateful_never_zero(self) -> ClusterConfig:
+        if self.stateful and (self.replicas == 0 or (self.autoscaling and self.autoscaling.min_instances == 0)):
+            raise ValueError("a stateful cluster must never scale to zero (replicas and min_instances >= 1)")
+        return self
+
+
+class GatewayConfig(Model):
+    image: str
+    replicas: int = Field(2, ge=1)
+    port: int = Field(8080, ge=1024, le=65535)
+    resources: ResourceSpec
+    autoscaling: Autoscaling | None = None
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    max_in_flight: int = Field(1000, ge=1)
+    default_deadline_seconds: float = Field(60.0, gt=0)
+    disruption_budget: DisruptionBudget = DisruptionBudget()
+
+
+class SloConfig(Model):
+    availability_objective: float = Field(99.9, gt=0, lt=100)
+
+
+class MonitoringConfig(Model):
+    # prometheus-operator: ServiceMonitors and PrometheusRules; in-process: the gateway evaluates
+    # the same rules itself; off: neither.
+    mode: Literal["prometheus-operator", "in-process", "off"] = "in-process"
+    default_rules: bool = True
+    rules: tuple[AlertRule, ...] = ()
+    slo: SloConfig = SloConfig()
+    webhook_url: str | None = None
+    grafana_dashboard: bool = True
+    scrape_interval: str = Field("30s", pattern=r"^\d+[smh]$")
+
+
+class QuotaConfig(Model):
+    """Namespace-wide ceilings (ResourceQuota) and per-container defaults (LimitRange)."""
+
+    requests_cpu: Quantity = "8"
+    requests_memory: Quantity = "16Gi"
+    limits_cpu: Quantity = "16"
+    limits_memory: Quantity = "32Gi"
+    pods: int = Field(100, ge=1)
+    default_request: Resources = Resources(cpu="100m", memory="128Mi")
+    default_limit: Resources = Resources(cpu="500m", memory="512Mi")
+
+    @field_validator("requests_cpu", "requests_memory", "limits_cpu", "limits_memory", mode="before")
+    @classmethod
+    def _is_quantity(cls, value: Any) -> str:
+        return _quantity(value)
+
+
+class KubernetesConfig(Model):
+    """Which cluster to deploy to, or a directory to render manifests into (no cluster)."""
+
+    render_dir: str | None = None
+    context: str | None = None
+    # For clusters without nodes (tests against a bare API server): don't wait for readiness.
+    skip_await: bool = False
+    # KEDA's CRDs are installed: clusters may scale on queue length through a ScaledObject.
+    keda_installed: bool = False
+    # The Kubernetes minor version the manifests target (schema validation uses it).
+    version: str = Field("1.34", pattern=r"^1\.\d+$")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> KubernetesConfig:
+        if self.render_dir and self.context:
+            raise ValueError("set either render_dir (render manifests, no cluster) or context, not both")
+        return self
+
+
+class ImageBuildConfig(Model):
+    """Build the runtime image with pulumi-docker instead of referencing a pinned one."""
+
+    enabled: bool = False
+    repository: str = "registry.local/agent-platform/agent-runtime"
+    tag: str = "dev"
+    push: bool = False
+
+
+class PlatformConfig(Model):
+    """The whole stack: one namespace, its agent clusters, the gateway, monitoring, backups."""
+
+    stack: str
+    environment: Environment
+    namespace: str = Field(pattern=DNS_LABEL, max_length=63)
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    image_build: ImageBuildConfig = ImageBuildConfig()
+    clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
+    gateway: GatewayConfig
+    # Routes default to one per cluster at /<cluster name>.
+    routes: tuple[RouteConfig, ...] = ()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    backup: BackupConfig = BackupConfig()
+    quota: QuotaConfig = QuotaConfig()
+
+    @field_validator("clusters")
+    @classmethod
+    def _unique_clusters(cls, clusters: tuple[ClusterConfig, ...]) -> tuple[ClusterConfig, ...]:
+        names = [c.name for c in clusters]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate cluster name(s): {', '.join(dupes)}")
+        return clusters
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> PlatformConfig:
+        """Rules that span several keys; each message starts with the key path it blames."""
+        names = {c.name for c in self.clusters}
+        for index, route in enumerate(self.routes):
+            if route.cluster not in names:
+                raise ValueError(
+                    f"routes[{index}].cluster ({route.cluster!r}) names no cluster "
+                    f"(clusters: {', '.join(sorted(names))})"
+                )
+        seen_names: set[str] = set()
+        seen_prefixes: dict[str, str] = {}
+        for route in self.effective_routes():
+            name, prefix = self.route_name(route), self.route_prefix(route)
+            if name in seen_names:
+                raise ValueError(f"routes: two routes are named {name!r}; give one a `name`")
+            if prefix in seen_prefixes:
+                raise ValueError(f"routes: {seen_prefixes[prefix]!r} and {name!r} both route {prefix!r}")
+            seen_names.add(name)
+            seen_prefixes[prefix] = name
+        for index, rule in enumerate(self.monitoring.rules):
+            if rule.route is not None and rule.route not in seen_names:
+                raise ValueError(
+                    f"monitoring.rules[{index}].route ({rule.route!r}) names no route "
+                    f"(routes: {', '.join(sorted(seen_names))})"
+                )
+        for cluster in self.clusters:
+            queue = cluster.autoscaling.queue if cluster.autoscaling else None
+            if queue is not None and queue.source == "keda" and not self.kubernetes.keda_installed:
+                raise ValueError(
+                    f"clusters.{cluster.name}.autoscaling.queue.source is 'keda' "
+                    "but kubernetes.keda_installed is false"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _environment_rules(self) -> PlatformConfig:
+        """What staging and prod demand beyond the types: pinned images, no single replicas."""
+        if self.environment in ("staging", "prod"):
+            images = [(f"clusters.{c.name}.image", c.image) for c in self.clusters]
+            for path, image in [*images, ("gateway.image", self.gateway.image)]:
+                if not _pinned(image):
+                    raise ValueError(f"{path} ({image!r}) must be pinned to a version or digest in {self.environment}")
+        if self.environment == "prod":
+            for cluster in self.clusters:
+                if cluster.autoscaling is not None:
+                    path, lowest = f"clusters.{cluster.name}.autoscaling.min_instances", cluster.autoscaling.min_instances
+                else:
+                    path, lowest = f"clusters.{cluster.name}.replicas", cluster.replicas
+                if lowest < 2:
+                    raise ValueError(f"{path} ({lowest}) must be >= 2 in prod: one replica is an outage waiting")
+            if self.gateway.replicas < 2:
+                raise ValueError(f"gateway.replicas ({self.gateway.replicas}) must be >= 2 in prod")
+        return self
+
+    def effective_routes(self) -> tuple[RouteConfig, ...]:
+        return self.routes or tuple(RouteConfig(cluster=c.name) for c in self.clusters)
+
+    def cluster(self, name: str) -> ClusterConfig:
+        return next(c for c in self.clusters if c.name == name)
+
+    @staticmethod
+    def route_name(route: RouteConfig) -> str:
+        return route.name or route.cluster
+
+    @staticmethod
+    def route_prefix(route: RouteConfig) -> str:
+        return route.path_prefix or f"/{route.cluster}"
+
+
+def _pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest")
+
+
+# --- reading the stack ------------------------------------------------------------------------
+
+TOP_LEVEL_KEYS = tuple(f for f in PlatformConfig.model_fields if f != "stack")
+
+
+def _named_path(raw: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    """`("clusters", 0, "autoscaling")` -> `clusters.workers.autoscaling` using the list item's name."""
+    parts: list[str] = []
+    node: Any = raw
+    for item in loc:
+        if isinstance(item, int):
+            name = node[item].get("name") if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) else None
+            parts.append(f".{name}" if name else f"[{item}]")
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        else:
+            parts.append(f".{item}" if parts else str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts)
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # Unions add the tried member's type to the location; drop those segments.
+    loc = tuple(p for p in loc if p not in ("int", "str", "constrained-str", "float", "bool", "none"))
+    path = _named_path(raw, loc)
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; stacks/schema.json lists the keys)"
+    elif error["type"] == "missing":
+        msg = "is required"
+    elif "input" in error and error["type"].endswith(("_type", "_parsing")):
+        msg = f"{msg}, got {json.dumps(error['input'], default=str)}"
+    if "->" in msg:
+        msg = msg.replace("->", "")
+    return f"{PROJECT}:{path}: {msg}" if path else f"{PROJECT}:{msg}"
+
+
+def validate_platform(raw: dict[str, Any], stack: str, source: str | None = None) -> PlatformConfig:
+    """Validate raw stack values; a problem becomes one StackConfigError naming file and keys."""
+    source = source or f"stacks/Pulumi.{stack}.yaml"
+    try:
+        return PlatformConfig.model_validate({**raw, "stack": stack})
+    except ValidationError as exc:
+        problems = [_describe(e, raw) for e in exc.errors()]
+        # One message, even when several values are wrong; each names its key path.
+        raise StackConfigError(f"{source}: " + "; ".join(dict.fromkeys(problems))) from None
+
+
+def load_platform_config() -> PlatformConfig:
+    """Read every `agent-platform:*` key of the current stack and validate them together."""
+    import pulumi
+    import pulumi.runtime.config as runtime_config
+
+    stack = pulumi.get_stack()
+    config = pulumi.Config(PROJECT)
+    prefix = f"{PROJECT}:"
+    # Every key the engine passed, so that a misspelt top-level key is reported, not ignored.
+    all_keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
+    present = sorted(k[len(prefix):] for k in all_keys if k.startswith(prefix))
+    raw: dict[str, Any] = {}
+    source = f"stacks/Pulumi.{stack}.yaml"
+    for key in present:
+        if key not in TOP_LEVEL_KEYS:
+            raise StackConfigError(
+                f"{source}: {prefix}{key}: unknown key (known keys: {', '.join(TOP_LEVEL_KEYS)})"
+            )
+        text = config.get(key)
+        try:
+            raw[key] = json.loads(text) if text is not None else None
+        except json.JSONDecodeError:
+            raw[key] = text  # a plain string value such as `environment: prod`
+    return validate_platform(raw, stack, source)

@@ -1,0 +1,146 @@
+"""Gateway: the agent_runtime reverse proxy in front of the agent clusters."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from agent_runtime.config import RuntimeConfig
+from components import labels as L
+from components import workload
+from components.config import GatewayConfig
+from components.scaling import hpa_behavior, hpa_metrics
+
+CONFIG_DIR = "/etc/agent-runtime"
+CONFIG_FILE = "runtime.json"
+
+
+def runtime_config_json(runtime: RuntimeConfig) -> str:
+    """The ConfigMap payload; sorted keys make the same settings produce the same bytes."""
+    return runtime.model_dump_json(by_alias=True, indent=2)
+
+
+class Gateway(pulumi.ComponentResource):
+    """ConfigMap of routes (serialised from agent_runtime.config), Deployment running
+    `python -m agent_runtime gateway`, Service, PodDisruptionBudget and optional HPA."""
+
+    service_name: pulumi.Output[str]
+    url: pulumi.Output[str]
+    config_map_name: pulumi.Output[str]
+    selector: dict[str, str]
+
+    def __init__(
+        self,
+        name: str,
+        spec: GatewayConfig,
+        runtime: RuntimeConfig,
+        *,
+        namespace: pulumi.Input[str],
+        environment: str,
+        skip_await: bool = False,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("agent-platform:index:Gateway", name, None, opts)
+        if runtime.gateway.port != spec.port:
+            raise ValueError(f"runtime gateway.port ({runtime.gateway.port}) must equal gateway.port ({spec.port})")
+        child = pulumi.ResourceOptions(parent=self)
+        self.selector = L.selector_labels("gateway", "gateway")
+        pod_labels = L.standard_labels("gateway", "gateway", environment, L.image_version(spec.image))
+        await_annotations = {L.SKIP_AWAIT: "true"} if skip_await else {}
+        # The longest request the gateway may be serving when told to stop.
+        max_run_seconds = int(spec.default_deadline_seconds)
+
+        def meta(resource_name: str | None, extra: dict[str, str] | None = None) -> dict:
+            return {
+                "name": resource_name,
+                "namespace": namespace,
+                "labels": pod_labels,
+                "annotations": {L.MAX_RUN_SECONDS: str(max_run_seconds), **(extra or {})},
+            }
+
+        payload = runtime_config_json(runtime)
+        digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa", metadata=meta("gateway"), automount_service_account_token=False, opts=child
+        )
+        # Named by content so a routing change rolls the gateway deliberately (and a rollback
+        # finds the old ConfigMap gone only after the new pods are ready).
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-runtime-config",
+            metadata=meta(f"gateway-runtime-{digest}"),
+            data={CONFIG_FILE: payload},
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
+        )
+        container = workload.container(
+            name="gateway",
+            image=spec.image,
+            port=spec.port,
+            spec=spec.resources,
+            max_run_seconds=max_run_seconds,
+            env=[{"name": "PYTHONUNBUFFERED", "value": "1"}],
+            args=["gateway", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+            volume_mounts=[{"name": "runtime-config", "mountPath": CONFIG_DIR, "readOnly": True}],
+        )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=meta("gateway", await_annotations),
+            spec={
+                "replicas": spec.replicas if spec.autoscaling is None else spec.autoscaling.min_instances,
+                "revisionHistoryLimit": 5,
+                "selector": {"matchLabels": self.selector},
+                "strategy": workload.rolling_update(),
+                "template": workload.pod_template(
+                    labels=pod_labels,
+                    selector=self.selector,
+                    annotations={L.MAX_RUN_SECONDS: str(max_run_seconds), "prometheus.io/scrape": "true",
+                                 "prometheus.io/port": str(spec.port)},
+                    service_account="gateway",
+                    containers=[container],
+                    max_run_seconds=max_run_seconds,
+                    volumes=[{"name": "runtime-config", "configMap": {"name": config_map.metadata["name"]}}],
+                ),
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account],
+                                        ignore_changes=["spec.replicas"] if spec.autoscaling else None),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=meta("gateway", await_annotations),
+            spec={
+                "type": spec.service_type,
+                "selector": self.selector,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            },
+            opts=child,
+        )
+        if spec.autoscaling is not None:
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-hpa",
+                metadata=meta("gateway"),
+                spec={
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment.metadata["name"]},
+                    "minReplicas": spec.autoscaling.min_instances,
+                    "maxReplicas": spec.autoscaling.max_instances,
+                    "metrics": hpa_metrics(spec.autoscaling, "gateway"),
+                    "behavior": hpa_behavior(spec.autoscaling),
+                },
+                opts=child,
+            )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta("gateway"),
+            spec=workload.pdb_spec(spec.disruption_budget, self.selector),
+            opts=child,
+        )
+        self.service_name = service.metadata["name"]
+        self.config_map_name = config_map.metadata["name"]
+        self.url = pulumi.Output.all(service.metadata["name"], namespace).apply(
+            lambda args: f"http://{args[0]}.{args[1]}.svc.cluster.local"
+        )
+        self.register_outputs({
+            "service_name": self.service_name,
+            "url": self.url,
+            "config_map_name": self.config_map_name,
+        })

@@ -1,0 +1,207 @@
+"""Platform: one namespace holding the agent clusters, the gateway, monitoring and backups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from agent_runtime import config as rt
+from components import labels as L
+from components.agent_cluster import AgentCluster
+from components.config import PlatformConfig
+from components.gateway import Gateway
+
+
+def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...] = ()) -> rt.RuntimeConfig:
+    """What the gateway reads: one route per configured route, discovered through the cluster's
+    headless Service, with the settings of the stack file."""
+    routes = []
+    for route in config.effective_routes():
+        cluster = config.cluster(route.cluster)
+        routes.append(rt.Route(
+            name=config.route_name(route),
+            path_prefix=config.route_prefix(route),
+            cluster=cluster.name,
+            required_capabilities=route.required_capabilities,
+            timeout_seconds=route.timeout_seconds,
+            discovery=rt.Discovery(
+                kind="dns",
+                service=f"{cluster.name}-headless.{config.namespace}.svc.cluster.local",
+                port=cluster.port,
+                capabilities=cluster.capabilities,
+            ),
+            balancer=route.balancer,
+            breaker=route.breaker,
+            retry=route.retry,
+            outlier=route.outlier,
+            health_check=route.health_check,
+        ))
+    monitoring = config.monitoring
+    return rt.RuntimeConfig(
+        gateway=rt.GatewayConfig(
+            port=config.gateway.port,
+            max_in_flight=config.gateway.max_in_flight,
+            default_deadline_seconds=config.gateway.default_deadline_seconds,
+        ),
+        routes=tuple(routes),
+        alerts=rt.AlertingConfig(
+            rules=alert_rules if monitoring.mode == "in-process" else (),
+            webhook_url=monitoring.webhook_url,
+        ),
+    )
+
+
+def network_policies(config: PlatformConfig, gateway_selector: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Default deny, then exactly the flows the platform needs. Pure, so it is tested directly."""
+    agent_ports = sorted({c.port for c in config.clusters})
+    agents = {"matchLabels": {"app.kubernetes.io/part-of": L.PART_OF, "app.kubernetes.io/component": "agent"}}
+    gateway = {"matchLabels": gateway_selector}
+    return {
+        "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        "allow-dns": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{
+                "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+            }],
+        },
+        "allow-gateway-ingress": {
+            "podSelector": gateway,
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": config.gateway.port}]}],
+        },
+        "allow-gateway-to-agents": {
+            "podSelector": agents,
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"podSelector": gateway}],
+                "ports": [{"protocol": "TCP", "port": p} for p in agent_ports],
+            }],
+        },
+        "allow-gateway-egress-to-agents": {
+            "podSelector": gateway,
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": agents}], "ports": [{"protocol": "TCP", "port": p} for p in agent_ports]}],
+        },
+        # Agents call model APIs and tools outside the cluster; only cluster-internal addresses
+        # other than DNS stay closed.
+        "allow-agent-egress": {
+            "podSelector": agents,
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
+                                            "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}}]}],
+        },
+        "allow-metrics-scraping": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": L.PART_OF}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                "ports": [{"protocol": "TCP", "port": p} for p in sorted({*agent_ports, config.gateway.port})],
+            }],
+        },
+    }
+
+
+class Platform(pulumi.ComponentResource):
+    """Everything one stack deploys: Namespace, ResourceQuota, LimitRange, NetworkPolicies, the
+    agent clusters, the gateway, monitoring and backups."""
+
+    namespace: pulumi.Output[str]
+    gateway_url: pulumi.Output[str]
+    clusters: dict[str, AgentCluster]
+
+    def __init__(self, name: str, config: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("agent-platform:index:Platform", name, None, opts)
+        env = config.environment
+        child = pulumi.ResourceOptions(parent=self)
+        ns_labels = {
+            "app.kubernetes.io/part-of": L.PART_OF,
+            "app.kubernetes.io/managed-by": "pulumi",
+            L.ENVIRONMENT: env,
+            # Enforce what every pod here already satisfies.
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": config.namespace,
+                "labels": ns_labels,
+                "annotations": {
+                    L.ENVIRONMENT: env,
+                    L.MONITORING: config.monitoring.mode,
+                    L.STATE_SOURCES: ",".join(s.name for s in config.backup.sources) if config.backup.enabled else "",
+                },
+            },
+            opts=child,
+        )
+        ns = namespace.metadata["name"]
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+
+        def meta(resource_name: str) -> dict[str, Any]:
+            return {"name": resource_name, "namespace": ns,
+                    "labels": {k: v for k, v in ns_labels.items() if not k.startswith("pod-security")}}
+
+        quota = config.quota
+        k8s.core.v1.ResourceQuota(
+            f"{name}-quota",
+            metadata=meta("agent-platform"),
+            spec={"hard": {
+                "requests.cpu": quota.requests_cpu,
+                "requests.memory": quota.requests_memory,
+                "limits.cpu": quota.limits_cpu,
+                "limits.memory": quota.limits_memory,
+                "pods": str(quota.pods),
+            }},
+            opts=in_ns,
+        )
+        k8s.core.v1.LimitRange(
+            f"{name}-limits",
+            metadata=meta("agent-platform"),
+            spec={"limits": [{
+                "type": "Container",
+                "defaultRequest": {"cpu": quota.default_request.cpu, "memory": quota.default_request.memory},
+                "default": {"cpu": quota.default_limit.cpu, "memory": quota.default_limit.memory},
+            }]},
+            opts=in_ns,
+        )
+        gateway_selector = {"app.kubernetes.io/name": "gateway", "app.kubernetes.io/component": "gateway"}
+        for policy_name, spec in network_policies(config, gateway_selector).items():
+            k8s.networking.v1.NetworkPolicy(f"{name}-{policy_name}", metadata=meta(policy_name), spec=spec, opts=in_ns)
+
+        skip_await = config.kubernetes.skip_await
+        self.clusters = {
+            cluster.name: AgentCluster(
+                f"{name}-{cluster.name}",
+                cluster,
+                namespace=ns,
+                environment=env,
+                skip_await=skip_await,
+                keda=config.kubernetes.keda_installed,
+                opts=in_ns,
+            )
+            for cluster in config.clusters
+        }
+        self.gateway = Gateway(
+            f"{name}-gateway",
+            config.gateway,
+            runtime_config(config, self._alert_rules(config)),
+            namespace=ns,
+            environment=env,
+            skip_await=skip_await,
+            opts=in_ns,
+        )
+        self._operations(name, config, ns, in_ns)
+        self.namespace = ns
+        self.gateway_url = self.gateway.url
+        self.register_outputs({"namespace": self.namespace, "gateway_url": self.gateway_url})
+
+    @staticmethod
+    def _alert_rules(config: PlatformConfig) -> tuple[rt.AlertRule, ...]:
+        return config.monitoring.rules
+
+    def _operations(self, name: str, config: PlatformConfig, ns: pulumi.Output[str], opts: pulumi.ResourceOptions) -> None:
+        """Monitoring and backups: added by their own components."""

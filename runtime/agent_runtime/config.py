@@ -1,0 +1,410 @@
+"""The contract between the declarative side and the runtime.
+
+These pydantic models describe everything the runtime reads: the gateway's routes (balancing,
+circuit breaking, retries, outlier ejection, health checks), alert rules evaluated in-process
+and the backup sources and targets. `components/` imports them to write the gateway's
+ConfigMap, so one setting is defined once and cannot drift between the two sides.
+
+Names and defaults follow the anchors operators already know: resilience4j for the breaker,
+Envoy for outlier detection, Finagle/Linkerd for retry budgets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "AlertRule",
+    "AlertingConfig",
+    "BackupConfig",
+    "BackupSource",
+    "BackupTarget",
+    "BalancerConfig",
+    "BreakerConfig",
+    "ConfigError",
+    "Discovery",
+    "HealthCheckConfig",
+    "GatewayConfig",
+    "OutlierConfig",
+    "RestoreDrillConfig",
+    "RetryConfig",
+    "Route",
+    "RuntimeConfig",
+    "StaticEndpoint",
+    "format_validation_error",
+    "load_runtime_config",
+]
+
+
+class Model(BaseModel):
+    """Strict base: an unknown key is an error, never a silently ignored typo."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class ConfigError(ValueError):
+    """One clear message naming the file and the key path of the first bad value(s)."""
+
+
+Seconds = Annotated[float, Field(ge=0)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+Strategy = Literal[
+    "round_robin",
+    "weighted_round_robin",
+    "least_connections",
+    "least_response_time",
+    "p2c_ewma",
+    "consistent_hash",
+]
+
+
+class BalancerConfig(Model):
+    """How one route spreads requests over its endpoints."""
+
+    strategy: Strategy = "p2c_ewma"
+    # Consistent hashing keys on this header so one conversation keeps its replica.
+    hash_header: str = "x-conversation-id"
+    # Bounded load: no endpoint gets more than (1 + bounded_load_epsilon) x the average.
+    bounded_load_epsilon: float = Field(0.25, gt=0, le=10)
+    # New endpoints ramp up their weight over this window (Envoy's slow_start_window).
+    slow_start_seconds: Seconds = 30.0
+    # Below this share of healthy endpoints, balance over all of them (Envoy's panic threshold).
+    panic_threshold_percent: Percent = 50.0
+    # Peak-EWMA decay time for least_response_time and p2c_ewma (Finagle's default is 10 s).
+    ewma_decay_seconds: PositiveSeconds = 10.0
+
+
+class BreakerConfig(Model):
+    """Circuit breaker settings with resilience4j's names and defaults."""
+
+    enabled: bool = True
+    sliding_window_type: Literal["count_based", "time_based"] = "count_based"
+    # Calls (count_based) or seconds (time_based).
+    sliding_window_size: int = Field(100, ge=1)
+    minimum_number_of_calls: int = Field(20, ge=1)
+    failure_rate_threshold: float = Field(50.0, gt=0, le=100)
+    slow_call_rate_threshold: float = Field(100.0, gt=0, le=100)
+    slow_call_duration_threshold: PositiveSeconds = 60.0
+    wait_duration_in_open_state: PositiveSeconds = 60.0
+    permitted_number_of_calls_in_half_open_state: int = Field(10, ge=1)
+
+
+class RetryConfig(Model):
+    """Retries with full-jitter exponential backoff, bounded by a budget and the deadline."""
+
+    max_attempts: int = Field(3, ge=1, le=10)
+    base_delay_seconds: PositiveSeconds = 0.025
+    max_delay_seconds: PositiveSeconds = 1.0
+    # Retry budget (Finagle/Linkerd): retries stay under this ratio of requests ...
+    budget_ratio: float = Field(0.2, ge=0, le=1)
+    # ... plus this many retries per second, so low traffic can still retry.
+    budget_min_per_second: float = Field(10.0, ge=0)
+    budget_ttl_seconds: PositiveSeconds = 10.0
+    # Only these methods are retried after the request may have reached the agent.
+    idempotent_methods: tuple[str, ...] = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+    # Status codes that are safe to retry for any method: the agent refused the work.
+    retryable_statuses: tuple[int, ...] = (502, 503, 504)
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> RetryConfig:
+        if self.max_delay_seconds < self.base_delay_seconds:
+            raise ValueError(
+                f"max_delay_seconds ({self.max_delay_seconds}) must be >= "
+                f"base_delay_seconds ({self.base_delay_seconds})"
+            )
+        return self
+
+
+class OutlierConfig(Model):
+    """Passive health: eject endpoints that keep failing (Envoy outlier detection names)."""
+
+    consecutive_5xx: int = Field(5, ge=1)
+    consecutive_gateway_failure: int = Field(5, ge=1)
+    base_ejection_time_seconds: PositiveSeconds = 30.0
+    max_ejection_time_seconds: PositiveSeconds = 300.0
+    max_ejection_percent: Percent = 50.0
+
+
+class HealthCheckConfig(Model):
+    """Active health checks of each endpoint's /healthz."""
+
+    path: str = "/healthz"
+    interval_seconds: PositiveSeconds = 5.0
+    timeout_seconds: PositiveSeconds = 1.0
+    unhealthy_threshold: int = Field(3, ge=1)
+    healthy_threshold: int = Field(2, ge=1)
+
+
+class StaticEndpoint(Model):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    weight: int = Field(1, ge=1, le=1000)
+    capabilities: tuple[str, ...] = ()
+
+
+class Discovery(Model):
+    """Where a route's endpoints come from: the headless Service's DNS records, or a list."""
+
+    kind: Literal["dns", "static"] = "dns"
+    # dns: the headless Service name (resolved to one A record per ready pod).
+    service: str | None = None
+    port: int = Field(8080, ge=1, le=65535)
+    refresh_seconds: PositiveSeconds = 5.0
+    endpoints: tuple[StaticEndpoint, ...] = ()
+    # Capabilities every endpoint of a DNS-discovered cluster offers.
+    capabilities: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _complete(self) -> Discovery:
+        if self.kind == "dns" and not self.service:
+            raise ValueError("dns discovery needs `service` (the headless Service name)")
+        if self.kind == "static" and not self.endpoints:
+            raise ValueError("static discovery needs at least one entry in `endpoints`")
+        return self
+
+
+class Route(Model):
+    """One path prefix routed to one agent cluster."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    path_prefix: str = Field(pattern=r"^/")
+    cluster: str
+    required_capabilities: tuple[str, ...] = ()
+    # Per-try timeout; the request's overall deadline still bounds every try.
+    timeout_seconds: PositiveSeconds = 30.0
+    discovery: Discovery
+    balancer: BalancerConfig = BalancerConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    retry: RetryConfig = RetryConfig()
+    outlier: OutlierConfig = OutlierConfig()
+    health_check: HealthCheckConfig = HealthCheckConfig()
+
+
+class GatewayConfig(Model):
+    """The gateway process: where it listens and how much it admits."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    # Overload: beyond this many requests in flight, shed with 503 + Retry-After.
+    max_in_flight: int = Field(1000, ge=1)
+    # Upper bound on any request's deadline, also the default when a client sends none.
+    default_deadline_seconds: PositiveSeconds = 60.0
+    deadline_header: str = "x-request-deadline-ms"
+
+
+Signal = Literal[
+    "error_rate",
+    "availability",
+    "latency_p99_seconds",
+    "queue_length",
+    "queue_oldest_age_seconds",
+    "breaker_open",
+    "endpoints_ejected",
+    "backup_age_seconds",
+    "restore_drill_age_seconds",
+    "restore_drill_rto_seconds",
+    "restore_drill_rpo_seconds",
+]
+
+Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
+
+
+class AlertRule(Model):
+    """A typed alert rule: a named signal compared with a threshold for a while.
+
+    The same rule becomes a PrometheusRule (components/monitoring.py) or is evaluated in-process
+    (agent_runtime.alerts) with Prometheus semantics: inactive, pending for `for`, firing, and
+    kept firing for `keep_firing_for` after the condition clears.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    signal: Signal
+    comparison: Comparison = ">"
+    threshold: float
+    for_seconds: Seconds = Field(300.0, alias="for")
+    keep_firing_for_seconds: Seconds = Field(0.0, alias="keep_firing_for")
+    # Rate and ratio signals are computed over this window.
+    window_seconds: PositiveSeconds = 300.0
+    # Restrict to one route (gateway signals) or cluster; None means per route, all routes.
+    route: str | None = None
+    severity: Literal["critical", "warning", "info"] = "warning"
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    # Multi-window alerting (Google SRE workbook, ch. 5): the condition must also hold over this
+    # shorter window, so the alert resolves minutes after a burn stops instead of hours.
+    short_window_seconds: PositiveSeconds | None = None
+
+    @model_validator(mode="after")
+    def _short_window_shorter(self) -> AlertRule:
+        if self.short_window_seconds is not None and self.short_window_seconds >= self.window_seconds:
+            raise ValueError(
+                f"short_window_seconds ({self.short_window_seconds}) must be < window_seconds ({self.window_seconds})"
+            )
+        return self
+
+
+class AlertingConfig(Model):
+    """Alert rules and where in-process notifications go (Alertmanager webhook format)."""
+
+    rules: tuple[AlertRule, ...] = ()
+    webhook_url: str | None = None
+    evaluation_interval_seconds: PositiveSeconds = 15.0
+    group_by: tuple[str, ...] = ("alertname",)
+    # Alertmanager's names: the receiver named in each notification, and how often a group
+    # that is still firing and unchanged is notified again.
+    receiver: str = "agent-runtime"
+    external_url: str = ""
+    repeat_interval_seconds: PositiveSeconds = 4 * 3600.0
+    # Where the standalone evaluator (`python -m agent_runtime alerts`) reads samples from.
+    metrics_urls: tuple[str, ...] = ()
+    # Each alert's runbook_url annotation is this plus `#<alertname in lower case>`.
+    runbook_base_url: str = "https://github.com/agent-platform/agent-platform/blob/main/docs/runbooks.md"
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: tuple[AlertRule, ...]) -> tuple[AlertRule, ...]:
+        seen: set[tuple[str, str | None]] = set()
+        for rule in rules:
+            key = (rule.name, rule.route)
+            if key in seen:
+                raise ValueError(f"duplicate alert rule {rule.name!r} for route {rule.route!r}")
+            seen.add(key)
+        return rules
+
+
+class BackupSource(Model):
+    """One piece of agent state to back up."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    kind: Literal["postgres", "files"]
+    # postgres: connection; the password comes from a Kubernetes Secret, never from config.
+    host: str | None = None
+    port: int = Field(5432, ge=1, le=65535)
+    database: str | None = None
+    user: str | None = None
+    password_secret: str | None = None
+    password_secret_key: str = "password"
+    # files: a PersistentVolumeClaim and the directory inside it.
+    claim_name: str | None = None
+    path: str = "/"
+    # files: where the backup Job mounts the claim (default /sources/<name>).
+    mount_path: str | None = None
+    # postgres: also record per-table row counts and content checksums in the manifest,
+    # read in the dump's own snapshot, so a restore drill can prove the data came back.
+    table_checksums: bool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> BackupSource:
+        if self.kind == "postgres":
+            missing = [f for f in ("host", "database", "user") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"postgres source needs {', '.join(missing)}")
+        if self.kind == "files" and not self.claim_name:
+            raise ValueError("files source needs claim_name (the PersistentVolumeClaim to read)")
+        return self
+
+
+class BackupTarget(Model):
+    """Where backups are written: a PersistentVolumeClaim or an S3-compatible bucket."""
+
+    kind: Literal["pvc", "s3"] = "pvc"
+    claim_name: str | None = None
+    size: str = "20Gi"
+    storage_class: str | None = None
+    endpoint: str | None = None
+    bucket: str | None = None
+    prefix: str = "backups"
+    credentials_secret: str | None = None
+    # pvc: where backup, restore and drill Jobs mount the claim.
+    mount_path: str = "/backups"
+
+    @model_validator(mode="after")
+    def _complete(self) -> BackupTarget:
+        if self.kind == "s3" and not (self.endpoint and self.bucket and self.credentials_secret):
+            raise ValueError("s3 target needs endpoint, bucket and credentials_secret")
+        return self
+
+
+class RestoreDrillConfig(Model):
+    """A scheduled restore of the newest backup into a scratch database, measured."""
+
+    enabled: bool = False
+    schedule: str = "30 4 * * *"
+    rto_target_seconds: PositiveSeconds = 900.0
+    rpo_target_seconds: PositiveSeconds = 86400.0
+    # Pushgateway the drill pushes its metrics to; None writes a textfile instead.
+    pushgateway_url: str | None = None
+
+
+class BackupConfig(Model):
+    """Scheduled backups of agent state, retention, and the restore drill that proves them."""
+
+    enabled: bool = False
+    schedule: str = "0 3 * * *"
+    retention_count: int = Field(7, ge=1)
+    compression_level: int = Field(6, ge=0, le=9)
+    sources: tuple[BackupSource, ...] = ()
+    target: BackupTarget = BackupTarget()
+    drill: RestoreDrillConfig = RestoreDrillConfig()
+
+
+class RuntimeConfig(Model):
+    """What the gateway process reads from its mounted ConfigMap (`runtime.json`)."""
+
+    gateway: GatewayConfig = GatewayConfig()
+    routes: tuple[Route, ...]
+    alerts: AlertingConfig = AlertingConfig()
+
+    @model_validator(mode="after")
+    def _routes_distinct(self) -> RuntimeConfig:
+        names = [r.name for r in self.routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate route names: {', '.join(dupes)}")
+        prefixes = [r.path_prefix for r in self.routes]
+        dupes = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if dupes:
+            raise ValueError(f"duplicate route path_prefix: {', '.join(dupes)}")
+        return self
+
+
+def _loc(loc: tuple) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """Render a pydantic error as one message: `source: key.path: problem` per bad value."""
+    lines = []
+    for e in err.errors():
+        path = _loc(tuple(p for p in e["loc"] if p not in ("function-after",)))
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}" if path else msg)
+    return f"{source}: " + "; ".join(lines)
+
+
+def load_runtime_config(path: str | Path) -> RuntimeConfig:
+    """Read and validate a runtime config file, raising ConfigError with one clear message."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+    try:
+        return RuntimeConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None
+

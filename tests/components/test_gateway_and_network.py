@@ -1,0 +1,64 @@
+"""The gateway's ConfigMap is the runtime's contract, and the namespace is closed by default."""
+
+from __future__ import annotations
+
+import json
+
+from agent_runtime.config import RuntimeConfig
+from tests.stacks import stack_values
+
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
+def test_gateway_config_map_round_trips_into_the_runtime_models(run_stack):
+    mocks = run_stack(stack_values("staging"), "staging")
+    payload = mocks.one(CONFIG_MAP, "gateway-runtime-config").inputs["data"]["runtime.json"]
+    runtime = RuntimeConfig.model_validate(json.loads(payload))
+    routes = {r.path_prefix: r for r in runtime.routes}
+    assert set(routes) == {"/v1/chat", "/v1/plans", "/v1/tools"}
+    plans = routes["/v1/plans"]
+    assert plans.balancer.strategy == "consistent_hash"
+    assert plans.discovery.kind == "dns"
+    assert plans.discovery.service == "coordinators-headless.agents-staging.svc.cluster.local"
+    assert routes["/v1/tools"].required_capabilities == ("code",)
+    assert routes["/v1/tools"].retry.max_attempts == 2
+
+
+def test_gateway_mounts_the_config_map_it_was_given(run_stack):
+    mocks = run_stack(stack_values("local"), "local")
+    config_map = mocks.one(CONFIG_MAP, "gateway-runtime-config")
+    gateway = mocks.one("kubernetes:apps/v1:Deployment", "gateway")
+    pod = gateway.inputs["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "runtime-config")
+    assert volume["configMap"]["name"] == config_map.inputs["metadata"]["name"]
+    assert pod["containers"][0]["args"] == ["gateway", "--config", "/etc/agent-runtime/runtime.json"]
+
+
+def test_routing_change_renames_the_config_map_so_the_gateway_rolls(run_stack):
+    values = stack_values("local")
+    first = run_stack(values, "local").one(CONFIG_MAP, "gateway-runtime-config").inputs["metadata"]["name"]
+    values = {**values, "routes": [{"cluster": "workers", "path_prefix": "/chat"}]}
+    second = run_stack(values, "local").one(CONFIG_MAP, "gateway-runtime-config").inputs["metadata"]["name"]
+    assert first != second
+
+
+def test_namespace_is_default_deny_with_only_the_needed_allows(run_stack):
+    mocks = run_stack(stack_values("prod"), "prod")
+    policies = {p.inputs["metadata"]["name"]: p.inputs["spec"] for p in mocks.of_type(NETWORK_POLICY)}
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    to_agents = policies["allow-gateway-to-agents"]["ingress"][0]
+    assert to_agents["from"] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "gateway", "app.kubernetes.io/component": "gateway"}}}]
+    assert {p["port"] for p in to_agents["ports"]} == {8080}
+    assert {p["port"] for p in policies["allow-dns"]["egress"][0]["ports"]} == {53}
+    assert "allow-metrics-scraping" in policies
+
+
+def test_namespace_declares_state_sources_and_monitoring_for_the_policies(run_stack):
+    mocks = run_stack(stack_values("staging"), "staging")
+    namespace = mocks.of_type("kubernetes:core/v1:Namespace")[0].inputs["metadata"]
+    assert namespace["name"] == "agents-staging"
+    assert namespace["annotations"]["agent-platform.io/state-sources"] == "agent-state,workspace"
+    assert namespace["annotations"]["agent-platform.io/monitoring"] == "prometheus-operator"
+    assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
