@@ -31,12 +31,12 @@ class AgentCluster(pulumi.ComponentResource):
         keda: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agent-platform:index:AgentCluster", name, None, opts)
         if spec.autoscaling and spec.autoscaling.queue and spec.autoscaling.queue.source == "keda" and not keda:
             raise ValueError(
                 f"cluster {spec.name!r}: autoscaling.queue.source is 'keda' but the stack does not "
                 "set kubernetes.keda_installed"
             )
+        super().__init__("agent-platform:index:AgentCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.selector = L.selector_labels(spec.name, "agent")
         pod_labels = L.standard_labels(spec.name, "agent", environment, L.image_version(spec.image))

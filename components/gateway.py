@@ -40,11 +40,13 @@ class Gateway(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         environment: str,
         skip_await: bool = False,
+        image: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("agent-platform:index:Gateway", name, None, opts)
+        """`image` overrides `spec.image` with an image built in the same stack."""
         if runtime.gateway.port != spec.port:
             raise ValueError(f"runtime gateway.port ({runtime.gateway.port}) must equal gateway.port ({spec.port})")
+        super().__init__("agent-platform:index:Gateway", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.selector = L.selector_labels("gateway", "gateway")
         pod_labels = L.standard_labels("gateway", "gateway", environment, L.image_version(spec.image))
@@ -71,11 +73,11 @@ class Gateway(pulumi.ComponentResource):
             f"{name}-runtime-config",
             metadata=meta(f"gateway-runtime-{digest}"),
             data={CONFIG_FILE: payload},
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
+            opts=child,
         )
         container = workload.container(
             name="gateway",
-            image=spec.image,
+            image=image if image is not None else spec.image,
             port=spec.port,
             spec=spec.resources,
             max_run_seconds=max_run_seconds,

@@ -12,6 +12,7 @@ from components import labels as L
 from components.agent_cluster import AgentCluster
 from components.config import PlatformConfig
 from components.gateway import Gateway
+from components.image import RuntimeImage
 
 
 def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...] = ()) -> rt.RuntimeConfig:
@@ -185,6 +186,10 @@ class Platform(pulumi.ComponentResource):
             )
             for cluster in config.clusters
         }
+        runtime_image = (
+            RuntimeImage(f"{name}-runtime", config.image_build, opts=child).image_ref
+            if config.image_build.enabled else None
+        )
         self.gateway = Gateway(
             f"{name}-gateway",
             config.gateway,
@@ -192,6 +197,7 @@ class Platform(pulumi.ComponentResource):
             namespace=ns,
             environment=env,
             skip_await=skip_await,
+            image=runtime_image,
             opts=in_ns,
         )
         self._operations(name, config, ns, in_ns)
