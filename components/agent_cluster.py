@@ -112,7 +112,8 @@ class AgentCluster(pulumi.ComponentResource):
         )
         headless = k8s.core.v1.Service(
             f"{name}-headless",
-            metadata=meta(f"{spec.name}-headless", await_annotations),
+            metadata={**meta(f"{spec.name}-headless", await_annotations),
+                      "labels": {**pod_labels, L.HEADLESS: "true"}},
             spec={
                 "clusterIP": "None",
                 "selector": self.selector,

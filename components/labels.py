@@ -13,6 +13,8 @@ ENVIRONMENT = "agent-platform.io/environment"
 BACKUP_SOURCE = "agent-platform.io/backup-source"
 RETENTION = "agent-platform.io/retention"
 SKIP_AWAIT = "pulumi.com/skipAwait"
+# Marks the headless Service used for discovery, so monitors select only the ClusterIP one.
+HEADLESS = "agent-platform.io/headless"
 
 
 def selector_labels(name: str, component: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from components.agent_cluster import AgentCluster
 from components.config import PlatformConfig
 from components.gateway import Gateway
 from components.image import RuntimeImage
+from components.monitoring import Monitoring, alert_rules
 
 
 def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...] = ()) -> rt.RuntimeConfig:
@@ -193,21 +194,22 @@ class Platform(pulumi.ComponentResource):
         self.gateway = Gateway(
             f"{name}-gateway",
             config.gateway,
-            runtime_config(config, self._alert_rules(config)),
+            runtime_config(config, alert_rules(config)),
             namespace=ns,
             environment=env,
             skip_await=skip_await,
             image=runtime_image,
             opts=in_ns,
         )
-        self._operations(name, config, ns, in_ns)
+        self._operations(name, config, ns, in_ns, runtime_image or config.gateway.image)
         self.namespace = ns
         self.gateway_url = self.gateway.url
         self.register_outputs({"namespace": self.namespace, "gateway_url": self.gateway_url})
 
-    @staticmethod
-    def _alert_rules(config: PlatformConfig) -> tuple[rt.AlertRule, ...]:
-        return config.monitoring.rules
-
-    def _operations(self, name: str, config: PlatformConfig, ns: pulumi.Output[str], opts: pulumi.ResourceOptions) -> None:
-        """Monitoring and backups: added by their own components."""
+    def _operations(self, name: str, config: PlatformConfig, ns: pulumi.Output[str],
+                    opts: pulumi.ResourceOptions, runtime_image: pulumi.Input[str]) -> None:
+        """Monitoring (with the Prometheus Operator) and backups, each its own component."""
+        if config.monitoring.mode == "prometheus-operator":
+            selectors = {name_: c.selector for name_, c in self.clusters.items()}
+            selectors["gateway"] = self.gateway.selector
+            self.monitoring = Monitoring(f"{name}-monitoring", config, namespace=ns, selectors=selectors, opts=opts)

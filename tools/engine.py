@@ -70,12 +70,12 @@ def install_provider(bin_dir: Path, env: dict[str, str]) -> None:
     )
 
 
-def stack(name: str, env: dict[str, str], bin_dir: Path) -> auto.Stack:
+def stack(name: str, env: dict[str, str], bin_dir: Path, work_dir: Path = ROOT) -> auto.Stack:
     from components.program import program
 
     os.environ.update(env)  # the in-process program and the CLI see the same settings
     workspace = auto.LocalWorkspaceOptions(
-        work_dir=str(ROOT),
+        work_dir=str(work_dir),
         pulumi_home=env["PULUMI_HOME"],
         env_vars=env,
         pulumi_command=auto.PulumiCommand(root=str(bin_dir.parent), skip_version_check=False),
@@ -84,17 +84,19 @@ def stack(name: str, env: dict[str, str], bin_dir: Path) -> auto.Stack:
 
 
 def run(command: str, stack_name: str, policy_packs: list[str], policy_config: str | None = None,
-        backend_dir: Path | None = None, home: Path | None = None, echo: bool = True) -> Any:
+        backend_dir: Path | None = None, home: Path | None = None, echo: bool = True,
+        work_dir: Path = ROOT) -> Any:
+    """Run one engine command; `work_dir` holds Pulumi.yaml and stacks/ (tests use a copy)."""
     bin_dir = toolchain_bin()
     env = engine_env(bin_dir, backend_dir, home)
     install_provider(bin_dir, env)
-    target = stack(stack_name, env, bin_dir)
+    target = stack(stack_name, env, bin_dir, work_dir)
     out = print if echo else (lambda _line: None)
     packs = [str((ROOT / p).resolve()) for p in policy_packs]
     policy_kwargs: dict[str, Any] = {}
     if packs:
         policy_kwargs["policy_packs"] = packs
-        config_file = policy_config or ROOT / "stacks" / f"policy-config.{stack_name}.json"
+        config_file = policy_config or work_dir / "stacks" / f"policy-config.{stack_name}.json"
         if Path(config_file).exists():
             policy_kwargs["policy_pack_configs"] = [str(config_file)]
     if command == "preview":

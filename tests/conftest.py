@@ -1,4 +1,4 @@
-"""Pulumi mocks for component tests (tier 1 of DESIGN.md)."""
+"""Shared fixtures: Pulumi mocks (tier 1 of DESIGN.md), used by component and engine tests."""
 
 from __future__ import annotations
 
