@@ -320,6 +320,13 @@ class PlatformConfig(Model):
                     f"monitoring.rules[{index}].route ({rule.route!r}) names no route "
                     f"(routes: {', '.join(sorted(seen_names))})"
                 )
+        if self.backup.enabled and not self.backup.sources:
+            raise ValueError("backup.sources: backup.enabled needs at least one source")
+        source_names = [s.name for s in self.backup.sources]
+        if len(set(source_names)) != len(source_names):
+            raise ValueError(f"backup.sources: duplicate source names in {source_names}")
+        if self.environment in ("staging", "prod") and self.backup.enabled and not self.backup.drill.enabled:
+            raise ValueError(f"backup.drill.enabled must be true in {self.environment}: an untested backup is a hope")
         for cluster in self.clusters:
             queue = cluster.autoscaling.queue if cluster.autoscaling else None
             if queue is not None and queue.source == "keda" and not self.kubernetes.keda_installed:

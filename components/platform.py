@@ -11,6 +11,7 @@ from agent_runtime import config as rt
 from components import labels as L
 from components.agent_cluster import AgentCluster
 from components.config import PlatformConfig
+from components.backup import Backup
 from components.gateway import Gateway
 from components.image import RuntimeImage
 from components.monitoring import Monitoring, alert_rules
@@ -213,3 +214,5 @@ class Platform(pulumi.ComponentResource):
             selectors = {name_: c.selector for name_, c in self.clusters.items()}
             selectors["gateway"] = self.gateway.selector
             self.monitoring = Monitoring(f"{name}-monitoring", config, namespace=ns, selectors=selectors, opts=opts)
+        if config.backup.enabled:
+            self.backup = Backup(f"{name}-backup", config, namespace=ns, image=runtime_image, opts=opts)

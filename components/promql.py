@@ -59,6 +59,7 @@ __all__ = [
     "effective_rules",
     "error_ratio_record",
     "rule_groups",
+    "selector",
     "signal_expr",
     "slo_burn_rate_rules",
 ]
@@ -85,7 +86,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _selector(metric: str, matchers: Mapping[str, str], *extra: str) -> str:
+def selector(metric: str, matchers: Mapping[str, str], *extra: str) -> str:
     parts = [f"{k}={_quote(v)}" for k, v in sorted(matchers.items())] + list(extra)
     return metric + ("{" + ",".join(parts) + "}" if parts else "")
 
@@ -106,8 +107,8 @@ def error_ratio_record(window_seconds: float) -> str:
 
 
 def _error_ratio_raw(window: str, matchers: Mapping[str, str], *key: str) -> str:
-    errors = _selector(REQUESTS_TOTAL, matchers, *key, 'code=~"5.."')
-    total = _selector(REQUESTS_TOTAL, matchers, *key)
+    errors = selector(REQUESTS_TOTAL, matchers, *key, 'code=~"5.."')
+    total = selector(REQUESTS_TOTAL, matchers, *key)
     # `or ... * 0`: a route with traffic but no 5xx series yet has ratio 0, not "no data".
     return (
         f"(sum by (route) (rate({errors}[{window}]))"
@@ -137,30 +138,30 @@ def signal_expr(
     w = duration(window_seconds)
     if signal in ("error_rate", "availability"):
         if recorded:
-            ratio = _selector(error_ratio_record(window_seconds), {}, *key)
+            ratio = selector(error_ratio_record(window_seconds), {}, *key)
         else:
             ratio = f"({_error_ratio_raw(w, m, *key)})"
         return ratio if signal == "error_rate" else f"(1 - {ratio})"
     if signal == "latency_p99_seconds":
-        buckets = _selector(REQUEST_DURATION + "_bucket", m, *key)
+        buckets = selector(REQUEST_DURATION + "_bucket", m, *key)
         return f"histogram_quantile(0.99, sum by (route, le) (rate({buckets}[{w}])))"
     if signal == "queue_length":
-        return f"sum by (cluster) ({_selector(QUEUE_LENGTH, m, *key)})"
+        return f"sum by (cluster) ({selector(QUEUE_LENGTH, m, *key)})"
     if signal == "queue_oldest_age_seconds":
-        return f"max by (cluster) ({_selector(QUEUE_OLDEST_AGE, m, *key)})"
+        return f"max by (cluster) ({selector(QUEUE_OLDEST_AGE, m, *key)})"
     if signal == "breaker_open":
         # Per gateway replica, count the endpoints whose breaker is not closed; take the worst.
-        return f"max by (route) (sum without (endpoint) ({_selector(BREAKER_STATE, m, *key)} > bool 0))"
+        return f"max by (route) (sum without (endpoint) ({selector(BREAKER_STATE, m, *key)} > bool 0))"
     if signal == "endpoints_ejected":
-        return f"max by (route) ({_selector(ENDPOINTS_EJECTED, m, *key)})"
+        return f"max by (route) ({selector(ENDPOINTS_EJECTED, m, *key)})"
     if signal == "backup_age_seconds":
-        return f"time() - max by (source) ({_selector(BACKUP_LAST_SUCCESS, m, *key)})"
+        return f"time() - max by (source) ({selector(BACKUP_LAST_SUCCESS, m, *key)})"
     if signal == "restore_drill_age_seconds":
-        return f"time() - max({_selector(DRILL_LAST_SUCCESS, m)})"
+        return f"time() - max({selector(DRILL_LAST_SUCCESS, m)})"
     if signal == "restore_drill_rto_seconds":
-        return f"max({_selector(DRILL_RTO, m)})"
+        return f"max({selector(DRILL_RTO, m)})"
     if signal == "restore_drill_rpo_seconds":
-        return f"max({_selector(DRILL_RPO, m)})"
+        return f"max({selector(DRILL_RPO, m)})"
     raise AssertionError(signal)
 
 

@@ -170,3 +170,60 @@ def env_list(plain: dict[str, str], from_secrets: dict[str, str]) -> list[dict[s
         secret, key = ref.split("/", 1)
         env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     return env
+
+
+def job_container(
+    *,
+    name: str,
+    image: Any,
+    spec: ResourceSpec,
+    args: list[str],
+    env: list[dict[str, Any]],
+    volume_mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A run-to-completion container: restricted, bounded, no probes (the Job tracks it)."""
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "env": env,
+        "resources": resources(spec),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *volume_mounts],
+    }
+
+
+def job_pod_spec(
+    containers: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    init_containers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": containers,
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes],
+    }
+    if init_containers:
+        spec["initContainers"] = init_containers
+        spec["volumes"].append({"name": "pg-run", "emptyDir": {}})
+    return spec
+
+
+def cron_job_spec(schedule: str, pod_spec: dict[str, Any], deadline_seconds: int = 6 * 3600) -> dict[str, Any]:
+    """Never two runs at once (Forbid), bounded runtime, a short history of both outcomes."""
+    return {
+        "schedule": schedule,
+        "concurrencyPolicy": "Forbid",
+        "startingDeadlineSeconds": 600,
+        "successfulJobsHistoryLimit": 3,
+        "failedJobsHistoryLimit": 3,
+        "jobTemplate": {"spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": deadline_seconds,
+            "template": {"spec": pod_spec},
+        }},
+    }

@@ -1,0 +1,165 @@
+"""Backup: scheduled backups of the declared state sources, restore Jobs and the restore drill.
+
+Kubernetes schedules (CronJobs, concurrencyPolicy Forbid); `agent_runtime.recovery` does the
+work inside the pods (dump, compress, checksum manifest, retention, verify, restore, drill).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from agent_runtime.config import BackupConfig, BackupSource
+from components import labels as L
+from components import workload
+from components.config import PlatformConfig, ResourceSpec, Resources
+
+CONFIG_DIR = "/etc/agent-backup"
+CONFIG_FILE = "backup.json"
+TARGET_DIR = "/backups"
+SOURCE_DIR = "/source"
+# The drill restores into a throwaway PostgreSQL beside it, never into a live database.
+SCRATCH_POSTGRES_IMAGE = "postgres:15.10-bookworm"
+JOB_RESOURCES = ResourceSpec(requests=Resources(cpu="250m", memory="256Mi"),
+                             limits=Resources(cpu="1", memory="1Gi"))
+# A restore is never scheduled: this CronJob is suspended and used as a template with
+# `kubectl create job --from=cronjob/restore-<source> restore-now`.
+NEVER = "0 0 31 2 *"
+
+
+def backup_args(command: str, source: BackupSource | None) -> list[str]:
+    args = [command, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--target-dir", TARGET_DIR]
+    if source is not None:
+        args += ["--source", source.name]
+    return args
+
+
+def _env(source: BackupSource | None) -> list[dict[str, Any]]:
+    if source is None or source.kind != "postgres" or not source.password_secret:
+        return []
+    return [{"name": "PGPASSWORD",
+             "valueFrom": {"secretKeyRef": {"name": source.password_secret, "key": source.password_secret_key}}}]
+
+
+class Backup(pulumi.ComponentResource):
+    """Per source: a backup CronJob and a suspended restore CronJob (the Job template); per stack:
+    the backup volume (when the target is a PVC) and the scheduled restore drill."""
+
+    schedules: dict[str, str]
+
+    def __init__(
+        self,
+        name: str,
+        config: PlatformConfig,
+        *,
+        namespace: pulumi.Input[str],
+        image: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        backup = config.backup
+        if not backup.enabled or not backup.sources:
+            raise ValueError("backup.enabled needs at least one entry in backup.sources")
+        super().__init__("agent-platform:index:Backup", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        environment = config.environment
+        await_annotations = {L.SKIP_AWAIT: "true"} if config.kubernetes.skip_await else {}
+
+        def meta(resource_name: str, component: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+            return {
+                "name": resource_name,
+                "namespace": namespace,
+                "labels": L.standard_labels(resource_name, component, environment),
+                "annotations": {**(annotations or {}), **await_annotations},
+            }
+
+        settings = k8s.core.v1.ConfigMap(
+            f"{name}-settings",
+            metadata=meta("backup-settings", "backup"),
+            data={CONFIG_FILE: backup.model_dump_json(indent=2)},
+            opts=child,
+        )
+        target_volume = self._target_volume(name, backup, meta, child)
+
+        def pod(command: str, source: BackupSource | None, extra_containers: list[dict] | None = None,
+                init_containers: list[dict] | None = None) -> dict[str, Any]:
+            mounts = [{"name": "settings", "mountPath": CONFIG_DIR, "readOnly": True}]
+            volumes: list[dict[str, Any]] = [{"name": "settings", "configMap": {"name": settings.metadata["name"]}}]
+            if target_volume is not None:
+                mounts.append({"name": "target", "mountPath": TARGET_DIR})
+                volumes.append({"name": "target", "persistentVolumeClaim": {"claimName": target_volume}})
+            if source is not None and source.kind == "files":
+                mounts.append({"name": "source", "mountPath": SOURCE_DIR, "readOnly": command == "backup"})
+                volumes.append({"name": "source", "persistentVolumeClaim": {"claimName": source.claim_name}})
+            container = workload.job_container(
+                name=command, image=image, spec=JOB_RESOURCES, args=backup_args(command, source),
+                env=_env(source), volume_mounts=mounts,
+            )
+            return workload.job_pod_spec([container, *(extra_containers or [])], volumes, init_containers)
+
+        self.schedules = {}
+        for source in backup.sources:
+            annotations = {L.BACKUP_SOURCE: source.name, L.RETENTION: f"{backup.retention_count} backups"}
+            k8s.batch.v1.CronJob(
+                f"{name}-{source.name}",
+                metadata=meta(f"backup-{source.name}", "backup", annotations),
+                spec=workload.cron_job_spec(backup.schedule, pod("backup", source)),
+                opts=child,
+            )
+            k8s.batch.v1.CronJob(
+                f"{name}-restore-{source.name}",
+                metadata=meta(f"restore-{source.name}", "restore", {L.BACKUP_SOURCE: source.name}),
+                spec={**workload.cron_job_spec(NEVER, pod("restore", source)), "suspend": True},
+                opts=child,
+            )
+            self.schedules[source.name] = backup.schedule
+        if backup.drill.enabled:
+            k8s.batch.v1.CronJob(
+                f"{name}-restore-drill",
+                metadata=meta("restore-drill", "restore-drill"),
+                spec=workload.cron_job_spec(
+                    backup.drill.schedule,
+                    pod("drill", None, init_containers=[_scratch_postgres()]),
+                ),
+                opts=child,
+            )
+            self.schedules["restore-drill"] = backup.drill.schedule
+        self.register_outputs({"schedules": self.schedules})
+
+    @staticmethod
+    def _target_volume(name: str, backup: BackupConfig, meta, opts: pulumi.ResourceOptions) -> pulumi.Output[str] | None:
+        target = backup.target
+        if target.kind != "pvc":
+            return None
+        if target.claim_name:
+            return pulumi.Output.from_input(target.claim_name)
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-target",
+            metadata=meta("agent-backups", "backup"),
+            spec={
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": target.size}},
+                **({"storageClassName": target.storage_class} if target.storage_class else {}),
+            },
+            # Backups outlive the stack's other resources: deleting the stack must not delete them.
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)),
+        )
+        return claim.metadata["name"]
+
+
+def _scratch_postgres() -> dict[str, Any]:
+    """A native sidecar (restartPolicy Always init container): it runs beside the drill and is
+    stopped when the drill finishes, so the Job completes."""
+    return {
+        "name": "scratch-postgres",
+        "image": SCRATCH_POSTGRES_IMAGE,
+        "restartPolicy": "Always",
+        "env": [{"name": "POSTGRES_HOST_AUTH_METHOD", "value": "trust"},
+                {"name": "PGDATA", "value": "/tmp/pgdata"}],
+        "ports": [{"containerPort": 5432, "name": "postgres"}],
+        "resources": workload.resources(JOB_RESOURCES),
+        "securityContext": {**workload.container_security_context(), "runAsUser": 999, "runAsGroup": 999},
+        "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}, "periodSeconds": 2},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "pg-run", "mountPath": "/var/run/postgresql"}],
+    }

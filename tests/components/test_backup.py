@@ -1,0 +1,76 @@
+"""Backups are scheduled per declared source, never overlap, and the drill restores elsewhere."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from components.config import StackConfigError, validate_platform
+from tests.stacks import stack_values
+
+CRON_JOB = "kubernetes:batch/v1:CronJob"
+
+
+def _cron_jobs(mocks) -> dict[str, dict]:
+    return {c.inputs["metadata"]["name"]: c.inputs for c in mocks.of_type(CRON_JOB)}
+
+
+def test_each_source_gets_a_forbid_concurrency_backup_and_a_restore_template(run_stack):
+    mocks = run_stack(stack_values("staging"), "staging")
+    jobs = _cron_jobs(mocks)
+    assert {"backup-agent-state", "backup-workspace", "restore-agent-state", "restore-workspace",
+            "restore-drill"} == set(jobs)
+    backup = jobs["backup-agent-state"]
+    assert backup["spec"]["concurrencyPolicy"] == "Forbid"
+    assert backup["spec"]["schedule"] == "0 */4 * * *"
+    assert backup["metadata"]["annotations"]["agent-platform.io/backup-source"] == "agent-state"
+    assert backup["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"
+    container = backup["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:1] == ["backup"] and "agent-state" in container["args"]
+    assert container["env"] == [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "agent-state-db", "key": "password"}}}]
+    assert jobs["restore-agent-state"]["spec"]["suspend"] is True
+
+
+def test_files_source_is_mounted_read_only_for_backup(run_stack):
+    jobs = _cron_jobs(run_stack(stack_values("staging"), "staging"))
+    pod = jobs["backup-workspace"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "source")
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == "source")
+    assert volume["persistentVolumeClaim"]["claimName"] == "agent-workspace"
+
+
+def test_drill_restores_into_a_scratch_postgres_sidecar(run_stack):
+    jobs = _cron_jobs(run_stack(stack_values("prod"), "prod"))
+    pod = jobs["restore-drill"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    sidecar = pod["initContainers"][0]
+    assert sidecar["restartPolicy"] == "Always", "a native sidecar stops when the drill ends"
+    assert pod["containers"][0]["args"][0] == "drill"
+    assert jobs["restore-drill"]["metadata"]["labels"]["app.kubernetes.io/component"] == "restore-drill"
+
+
+def test_backup_volume_survives_stack_deletion(run_stack):
+    mocks = run_stack(stack_values("dev"), "dev")
+    claims = mocks.of_type("kubernetes:core/v1:PersistentVolumeClaim")
+    assert [c.inputs["spec"]["resources"]["requests"]["storage"] for c in claims] == ["20Gi"]
+
+
+def test_no_backup_objects_when_disabled(run_stack):
+    mocks = run_stack(stack_values("local"), "local")
+    assert mocks.of_type(CRON_JOB) == []
+
+
+def test_prod_backups_without_a_drill_are_refused():
+    values = copy.deepcopy(stack_values("prod"))
+    values["backup"]["drill"]["enabled"] = False
+    with pytest.raises(StackConfigError, match="backup.drill.enabled must be true in prod"):
+        validate_platform(values, "prod")
+
+
+def test_enabled_backup_without_sources_is_refused():
+    values = copy.deepcopy(stack_values("dev"))
+    values["backup"]["sources"] = []
+    with pytest.raises(StackConfigError, match="backup.sources: backup.enabled needs at least one source"):
+        validate_platform(values, "dev")
