@@ -30,9 +30,20 @@ NEVER = "0 0 31 2 *"
 
 
 def backup_args(command: str, source: BackupSource | None) -> list[str]:
+    """`python -m agent_runtime <command>` arguments (see agent_runtime.recovery)."""
     args = [command, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--target-dir", TARGET_DIR]
     if source is not None:
         args += ["--source", source.name]
+    if command == "backup" and source is not None and source.kind == "files":
+        args += ["--files-root", SOURCE_DIR]
+    if command == "restore" and source is not None:
+        # Run on purpose only (the CronJob is suspended): replaces what the source holds now.
+        if source.kind == "postgres":
+            args += ["--target-database", source.database or "", "--clean"]
+        else:
+            args += ["--target-path", SOURCE_DIR, "--clean"]
+    if command == "drill":
+        args += ["--scratch-host", "127.0.0.1", "--scratch-port", "5432", "--scratch-user", "postgres"]
     return args
 
 

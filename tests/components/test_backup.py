@@ -74,3 +74,20 @@ def test_enabled_backup_without_sources_is_refused():
     values["backup"]["sources"] = []
     with pytest.raises(StackConfigError, match="backup.sources: backup.enabled needs at least one source"):
         validate_platform(values, "dev")
+
+
+def test_job_arguments_and_settings_are_what_the_runtime_accepts(run_stack, tmp_path):
+    """The CronJobs speak agent_runtime's own command line and config file: no drift."""
+    from agent_runtime.__main__ import build_parser
+    from agent_runtime.recovery import load_backup_config
+
+    mocks = run_stack(stack_values("staging"), "staging")
+    settings = next(c for c in mocks.of_type("kubernetes:core/v1:ConfigMap") if "backup-settings" in c.name)
+    (tmp_path / "backup.json").write_text(settings.inputs["data"]["backup.json"])
+    loaded = load_backup_config(str(tmp_path / "backup.json"))
+    assert [s.name for s in loaded.sources] == ["agent-state", "workspace"]
+    parser = build_parser()
+    for job in _cron_jobs(mocks).values():
+        args = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        parsed = parser.parse_args(args)
+        assert parsed.command == args[0] and parsed.config == "/etc/agent-backup/backup.json"

@@ -1,0 +1,135 @@
+"""Backup throughput and restore time (RTO) for a PostgreSQL database of at least 100 MB.
+
+    python -m bench recovery [--size-mb 120] [--compression 6] [--no-fsync] [--budget 900]
+
+Starts a throwaway PostgreSQL (agent_runtime.recovery_pgtemp), fills it with generate_series
+rows until pg_database_size reaches --size-mb, then times the real commands' code paths:
+backup (pg_dump custom format inside an exported snapshot + per-table checksums, written
+atomically with its manifest), verify (SHA-256 + pg_restore --list), and a restore drill
+(verify, restore into a scratch database, recompute and compare row counts and checksums).
+Prints MB/s of database per second of backup and the drill's RTO; one JSON line at the end.
+Bounded: gives up (exit 1) when --budget seconds are spent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from agent_runtime.config import BackupSource
+from agent_runtime.recovery import backup_source, drill, verify_backup
+from agent_runtime.recovery_pgtemp import TempPostgres
+from agent_runtime.recovery_store import BackupStore
+
+MB = 1024 * 1024
+
+
+def _fill(pg: TempPostgres, database: str, size_mb: int, deadline: float) -> tuple[int, int]:
+    pg.psql(f"CREATE DATABASE {database}")
+    pg.psql(
+        "CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, agent text, payload text, score int);"
+        "CREATE TABLE conversations (id bigint PRIMARY KEY, owner text, summary text)",
+        database,
+    )
+    batch, start = 250_000, 1
+    while True:
+        size = int(pg.psql("SELECT pg_database_size(current_database())", database))
+        if size >= size_mb * MB:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError("budget spent while generating data")
+        end = start + batch - 1
+        pg.psql(
+            f"INSERT INTO events SELECT g, timestamptz '2026-01-01' + g * interval '1 second', "
+            f"'agent-' || (g % 50), md5(g::text) || md5((g * 31)::text), (g * 7919) % 1000 "
+            f"FROM generate_series({start}::bigint, {end}) g;"
+            f"INSERT INTO conversations SELECT g, 'user-' || (g % 1000), repeat(md5(g::text), 2) "
+            f"FROM generate_series({start}::bigint, {start + batch // 10 - 1}) g",
+            database,
+        )
+        start = end + 1
+    pg.psql("VACUUM ANALYZE", database)
+    rows = int(pg.psql("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM conversations)", database))
+    return int(pg.psql("SELECT pg_database_size(current_database())", database)), rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench recovery", description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=120, help="database size to generate (>= 100)")
+    parser.add_argument("--compression", type=int, default=6, help="pg_dump --compress level (0-9)")
+    parser.add_argument("--no-fsync", action="store_true", help="run the scratch server with fsync=off")
+    parser.add_argument("--budget", type=float, default=900.0, help="give up after this many seconds")
+    args = parser.parse_args(argv)
+    if args.size_mb < 100:
+        parser.error("--size-mb must be at least 100")
+    deadline = time.monotonic() + args.budget
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("budget spent")))
+    signal.alarm(int(args.budget) + 1)
+
+    with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp, TempPostgres(fsync=not args.no_fsync) as pg:
+        os.environ["PGPASSWORD"] = pg.password
+        t0 = time.monotonic()
+        db_bytes, rows = _fill(pg, "bench", args.size_mb, deadline)
+        print(f"generated {db_bytes / MB:.1f} MB ({rows} rows) in {time.monotonic() - t0:.1f} s", flush=True)
+
+        source = BackupSource(name="bench", kind="postgres", host=pg.host, port=pg.port, database="bench", user=pg.user)
+        store = BackupStore(Path(tmp) / "backups")
+        t0 = time.monotonic()
+        backup = backup_source(store, source, compression_level=args.compression)
+        backup_s = time.monotonic() - t0
+        dump_bytes = sum(f["size"] for f in backup.manifest["files"])
+        print(
+            f"backup: {backup_s:.2f} s, {db_bytes / MB / backup_s:.1f} MB/s of database, "
+            f"dump {dump_bytes / MB:.1f} MB ({dump_bytes / db_bytes:.0%}, level {args.compression})",
+            flush=True,
+        )
+        t0 = time.monotonic()
+        backup_source(store, source.model_copy(update={"table_checksums": False}), compression_level=args.compression)
+        dump_only_s = time.monotonic() - t0
+        print(
+            f"backup without table checksums: {dump_only_s:.2f} s, {db_bytes / MB / dump_only_s:.1f} MB/s",
+            flush=True,
+        )
+        t0 = time.monotonic()
+        result = verify_backup(store, backup)
+        verify_s = time.monotonic() - t0
+        assert result.ok, result.problems
+        print(f"verify: {verify_s:.2f} s ({dump_bytes / MB / verify_s:.1f} MB/s of backup)", flush=True)
+
+        report = drill(store, [source], rto_target_seconds=900, rpo_target_seconds=3600)
+        assert report.ok, report.as_dict()
+        print(
+            f"drill: RTO {report.rto_seconds:.2f} s (verify + restore + row/checksum comparison), "
+            f"RPO {report.rpo_seconds:.1f} s",
+            flush=True,
+        )
+        signal.alarm(0)
+        print(
+            json.dumps(
+                {
+                    "bench": "recovery",
+                    "database_mb": round(db_bytes / MB, 1),
+                    "rows": rows,
+                    "compression_level": args.compression,
+                    "fsync": not args.no_fsync,
+                    "backup_seconds": round(backup_s, 2),
+                    "backup_mb_per_s": round(db_bytes / MB / backup_s, 1),
+                    "backup_without_checksums_mb_per_s": round(db_bytes / MB / dump_only_s, 1),
+                    "dump_mb": round(dump_bytes / MB, 1),
+                    "verify_seconds": round(verify_s, 2),
+                    "rto_seconds": round(report.rto_seconds, 2),
+                    "rpo_seconds": round(report.rpo_seconds, 1),
+                }
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
