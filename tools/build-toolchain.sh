@@ -24,8 +24,11 @@ K8S_SDK_VERSION=v4.24.0
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${AGENT_PLATFORM_CACHE:-$HOME/.cache/agent-platform}"
-bin="$cache/pulumi-v$PULUMI_VERSION-k8s-v$K8S_PROVIDER_VERSION/bin"
-mkdir -p "$bin"
+root="$cache/pulumi-v$PULUMI_VERSION-k8s-v$K8S_PROVIDER_VERSION"
+# bin/ goes on PATH (CLI, policy shim); the provider stays off PATH and is installed as a plugin
+# under its exact version, so the engine never picks up some other ambient provider.
+bin="$root/bin"
+mkdir -p "$bin" "$root/provider"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 if [ ! -x "$bin/pulumi" ]; then
@@ -36,7 +39,7 @@ if [ ! -x "$bin/pulumi" ]; then
   mv "$bin/pulumi.tmp" "$bin/pulumi"
 fi
 
-provider="$bin/pulumi-resource-kubernetes"
+provider="$root/provider/pulumi-resource-kubernetes"
 if [ ! -x "$provider" ]; then
   echo "building pulumi-resource-kubernetes v$K8S_PROVIDER_VERSION (several minutes on a cold cache)" >&2
   go mod download "$K8S_PROVIDER_MODULE@$K8S_PROVIDER_PSEUDO"
@@ -57,10 +60,24 @@ if [ ! -x "$provider" ]; then
   rm -rf "$scratch"
 fi
 
-shim="$bin/pulumi-analyzer-policy-python"
-if [ ! -x "$shim" ]; then
-  printf '#!/bin/sh\n# Runs a Python policy pack; the CLI passes the engine address and the pack directory.\nexec python -u -m pulumi.policy "$@"\n' > "$shim"
-  chmod +x "$shim"
-fi
+# The CLI falls back to `pulumi-analyzer-policy-<runtime>` when no language host is installed,
+# passing the engine address, the pack directory and the runtime options as -key=value. Written
+# on every run (it is tiny), so a change here reaches machines that already have the binaries.
+cat > "$bin/pulumi-analyzer-policy-python" <<'SHIM'
+#!/usr/bin/env bash
+# Runs a Python policy pack with `python -m pulumi.policy` in the pack's virtualenv.
+set -euo pipefail
+python=python
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    -virtualenv=*) venv="${arg#-virtualenv=}"; python="$venv/bin/python" ;;
+    -toolchain=*|-typechecker=*) ;;
+    *) args+=("$arg") ;;
+  esac
+done
+exec "$python" -u -m pulumi.policy "${args[@]}"
+SHIM
+chmod +x "$bin/pulumi-analyzer-policy-python"
 
 echo "$bin"

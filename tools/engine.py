@@ -65,7 +65,7 @@ def install_provider(bin_dir: Path, env: dict[str, str]) -> None:
         return
     subprocess.run(
         [str(bin_dir / "pulumi"), "plugin", "install", "resource", "kubernetes", K8S_PROVIDER_VERSION,
-         "--file", str(bin_dir / "pulumi-resource-kubernetes")],
+         "--file", str(bin_dir.parent / "provider" / "pulumi-resource-kubernetes")],
         check=True, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
     )
 
