@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import pulumi
 import pytest
 
-from tests.stacks import engine_config
+from tests.stacks import ROOT, engine_config
 
 PROJECT = "agent-platform"
 
@@ -83,3 +86,16 @@ def run_stack(event_loop_per_test) -> Callable[..., RecordingMocks]:
     yield run
     pulumi.runtime.set_all_config({})
     pulumi.runtime.reset_options()
+
+
+@pytest.fixture(scope="session")
+def toolchain() -> Path:
+    """The pinned CLI and provider; built here when missing. A build that truly cannot happen
+    skips with its error printed, never silently."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import engine
+
+    try:
+        return engine.toolchain_bin()
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"the Pulumi toolchain could not be built: {exc}")

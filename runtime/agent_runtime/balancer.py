@@ -1,0 +1,523 @@
+"""Load balancing over one route's endpoints.
+
+Strategies (config.BalancerConfig.strategy):
+
+- ``round_robin``: each candidate in turn.
+- ``weighted_round_robin``: NGINX's smooth weighted round robin (each pick adds every weight to its
+  endpoint's current value, picks the largest, subtracts the total from it). Computed exactly in
+  O(number of distinct weights) per pick, since endpoints of equal weight take turns.
+- ``least_connections``: fewest in-flight requests per unit of weight. Exact scan up to
+  ``EXACT_SCAN_LIMIT`` candidates; above that, Envoy's LEAST_REQUEST O(1) rule: the better of two
+  random candidates (power of two choices, Mitzenmacher).
+- ``least_response_time``: lowest peak-EWMA cost (Finagle's PeakEwma), same scan rule.
+- ``p2c_ewma`` (default): the lower peak-EWMA cost of two random candidates (Finagle, Linkerd).
+- ``consistent_hash``: a hash ring with virtual nodes on the ``hash_header`` value, with bounded
+  loads (Mirrokni et al. 2017): no endpoint takes more than ceil((1 + epsilon) x average) in flight.
+
+Around every strategy: required capabilities filter the endpoints, slow start ramps new endpoints'
+weights (Envoy's ``slow_start_window``), and below ``panic_threshold_percent`` healthy endpoints the
+balancer spreads over all of them (Envoy's panic threshold).
+
+The cost model adds one thing to Finagle's peak EWMA: the mean age of the requests still in flight
+on an endpoint is a lower bound on its latency, so an endpoint that stalls is avoided after a few
+milliseconds instead of after its first stalled response comes back.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .config import BalancerConfig
+
+if TYPE_CHECKING:
+    from .breaker import CircuitBreaker
+
+__all__ = ["Balancer", "Endpoint", "EXACT_SCAN_LIMIT", "VIRTUAL_NODES", "hash_key"]
+
+# Up to this many candidates least_connections / least_response_time scan them all.
+EXACT_SCAN_LIMIT = 32
+# Virtual nodes per unit of weight on the consistent-hash ring (ketama uses 40 x 4 points).
+VIRTUAL_NODES = 100
+# Slow start never starts below this share of the full weight (Envoy's min_weight_percent = 10).
+SLOW_START_MIN_FACTOR = 0.1
+# Finagle's PeakEwma: an endpoint with requests in flight but no latency yet is avoided.
+_PENALTY = 1e9
+_EMPTY: frozenset[str] = frozenset()
+_MAX_GROUPS = 256
+
+
+def hash_key(text: str) -> int:
+    """A 64-bit hash that is the same in every process (Python's str hash is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+class Endpoint:
+    """One backend address with the state every strategy, health check and breaker shares."""
+
+    __slots__ = (
+        "host",
+        "port",
+        "key",
+        "url",
+        "weight",
+        "capabilities",
+        "in_flight",
+        "pending_start_sum",
+        "cost",
+        "stamp",
+        "ramp_start",
+        "ramp_until",
+        # health: `healthy` is set by active checks, `ejected` by outlier detection.
+        "healthy",
+        "ejected",
+        "available",
+        "consecutive_5xx",
+        "consecutive_gateway_failure",
+        "times_ejected",
+        "ejected_until",
+        "last_unejected_at",
+        "active_successes",
+        "active_failures",
+        "breaker",
+    )
+
+    def __init__(self, host: str, port: int, weight: int = 1, capabilities: Iterable[str] = ()) -> None:
+        self.host = host
+        self.port = port
+        self.key = f"{host}:{port}"
+        self.url = f"http://{host}:{port}"
+        self.weight = weight
+        self.capabilities = frozenset(capabilities)
+        self.in_flight = 0
+        self.pending_start_sum = 0.0
+        self.cost = 0.0
+        self.stamp = 0.0
+        self.ramp_start = 0.0
+        self.ramp_until = 0.0
+        self.healthy = True
+        self.ejected = False
+        self.available = True
+        self.consecutive_5xx = 0
+        self.consecutive_gateway_failure = 0
+        self.times_ejected = 0
+        self.ejected_until = 0.0
+        self.last_unejected_at = 0.0
+        self.active_successes = 0
+        self.active_failures = 0
+        self.breaker: CircuitBreaker | None = None
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.key}, w={self.weight}, in_flight={self.in_flight}, available={self.available})"
+
+
+class _Group:
+    """Candidates for one set of required capabilities, rebuilt when endpoints or health change."""
+
+    __slots__ = (
+        "matched",
+        "cands",
+        "panic",
+        "ramp_until",
+        "rr",
+        "classes",
+        "step",
+        "total_weight",
+        "ring_hashes",
+        "ring_eps",
+        "whole",
+        "current",
+    )
+
+    def __init__(self, matched: list[Endpoint], cands: list[Endpoint], panic: bool, whole: bool) -> None:
+        self.matched = matched
+        self.cands = cands
+        self.panic = panic
+        self.whole = whole
+        self.ramp_until = max((e.ramp_until for e in cands), default=0.0)
+        self.rr = 0
+        self.step = 0
+        self.total_weight = sum(e.weight for e in cands)
+        # Smooth WRR: endpoints grouped by weight, in list order: [weight, members, pointer, rounds]
+        by_weight: dict[int, list[int]] = {}
+        for i, e in enumerate(cands):
+            by_weight.setdefault(e.weight, []).append(i)
+        self.classes: list[list[Any]] = [[w, idx, 0, 0] for w, idx in by_weight.items()]
+        self.ring_hashes: list[int] | None = None
+        self.ring_eps: list[Endpoint] | None = None
+        self.current: list[float] | None = None
+
+
+class Balancer:
+    """Picks an endpoint for each request of one route (see the module docstring for strategies).
+
+    The caller brackets each request with `start(ep)` and `finish(ep, started, ok)`; health code
+    changes `Endpoint.available` and then calls `invalidate()`.
+    """
+
+    def __init__(
+        self,
+        config: BalancerConfig | None = None,
+        endpoints: Iterable[Endpoint] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config or BalancerConfig()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._random = self._rng.random
+        self._tau = self.config.ewma_decay_seconds
+        self._slow_start = self.config.slow_start_seconds
+        self._epsilon = self.config.bounded_load_epsilon
+        self._panic = self.config.panic_threshold_percent
+        self.endpoints: dict[str, Endpoint] = {}
+        self._groups: dict[frozenset[str], _Group] = {}
+        self._initialized = False
+        self.total_in_flight = 0
+        strategy = self.config.strategy
+        self._pick = {
+            "round_robin": self._pick_rr,
+            "weighted_round_robin": self._pick_swrr,
+            "least_connections": self._pick_least_conn,
+            "least_response_time": self._pick_lrt,
+            "p2c_ewma": self._pick_p2c,
+            "consistent_hash": self._pick_hash,
+        }[strategy]
+        self.set_endpoints(endpoints)
+
+    # -- membership and health ------------------------------------------------------------
+
+    def set_endpoints(self, endpoints: Iterable[Endpoint]) -> None:
+        """Replace the endpoint set, keeping the state of endpoints that stay (matched by address)."""
+        now = self._clock()
+        new: dict[str, Endpoint] = {}
+        for ep in endpoints:
+            old = self.endpoints.get(ep.key)
+            if old is not None:
+                old.weight = ep.weight
+                old.capabilities = ep.capabilities
+                new[ep.key] = old
+            else:
+                # Endpoints present at start are not ramped: there is nothing to protect them from.
+                if self._initialized:
+                    self.start_ramp(ep, now)
+                new[ep.key] = ep
+        self.endpoints = new
+        self._initialized = True
+        self.invalidate()
+
+    def start_ramp(self, ep: Endpoint, now: float | None = None) -> None:
+        """Begin slow start for `ep` (a new endpoint, or one back from being unhealthy)."""
+        if self._slow_start > 0:
+            now = self._clock() if now is None else now
+            ep.ramp_start = now
+            ep.ramp_until = now + self._slow_start
+
+    def invalidate(self) -> None:
+        """Forget cached candidate lists; call after any change of membership or availability."""
+        self._groups = {}
+
+    def _group(self, required: frozenset[str]) -> _Group:
+        if required:
+            matched = [e for e in self.endpoints.values() if required <= e.capabilities]
+        else:
+            matched = list(self.endpoints.values())
+        if len(self._groups) >= _MAX_GROUPS:
+            # Capability sets come from a request header: never let them grow the cache unbounded.
+            self._groups = {}
+        healthy = [e for e in matched if e.available]
+        panic = bool(matched) and len(healthy) * 100.0 < self._panic * len(matched)
+        g = _Group(matched, matched if panic else healthy, panic, not required)
+        self._groups[required] = g
+        return g
+
+    def candidates(self, required: frozenset[str] = _EMPTY) -> list[Endpoint]:
+        g = self._groups.get(required) or self._group(required)
+        return g.cands
+
+    def in_panic(self, required: frozenset[str] = _EMPTY) -> bool:
+        g = self._groups.get(required) or self._group(required)
+        return g.panic
+
+    # -- picking ------------------------------------------------------------------------
+
+    def pick(
+        self,
+        required: frozenset[str] = _EMPTY,
+        key: str | None = None,
+        exclude: Iterable[Endpoint] | None = None,
+    ) -> Endpoint | None:
+        """The endpoint for the next request, or None when no candidate offers `required`.
+
+        `key` feeds consistent hashing; `exclude` (endpoints already tried) is for retries.
+        """
+        g = self._groups.get(required)
+        if g is None:
+            g = self._group(required)
+        if not g.cands:
+            return None
+        if exclude:
+            return self._pick_excluding(g, key, exclude)
+        return self._pick(g, key)
+
+    def effective_weight(self, ep: Endpoint, now: float) -> float:
+        """The weight slow start allows `ep` at `now` (Envoy: weight x max(10%, elapsed / window))."""
+        if now >= ep.ramp_until:
+            return ep.weight
+        return ep.weight * max(SLOW_START_MIN_FACTOR, (now - ep.ramp_start) / self._slow_start)
+
+    def load(self, ep: Endpoint, now: float) -> float:
+        """Peak-EWMA cost x (in flight + 1), Finagle's PeakEwma load, per unit of weight."""
+        cost = ep.cost
+        if cost:
+            dt = now - ep.stamp
+            if dt > 0:
+                cost *= math.exp(-dt / self._tau)
+        n = ep.in_flight
+        if n:
+            # Requests still in flight have taken at least their age so far.
+            age = now - ep.pending_start_sum / n
+            if age > cost:
+                cost = age
+            elif cost == 0.0:
+                return _PENALTY + n
+        return cost * (n + 1) / ep.weight
+
+    def _pick_rr(self, g: _Group, key: str | None) -> Endpoint:
+        if g.ramp_until and g.ramp_until > self._clock():
+            return self._pick_swrr_ramp(g)
+        cands = g.cands
+        i = g.rr
+        g.rr = i + 1
+        return cands[i % len(cands)]
+
+    def _pick_swrr(self, g: _Group, key: str | None) -> Endpoint:
+        if g.ramp_until and g.ramp_until > self._clock():
+            return self._pick_swrr_ramp(g)
+        # NGINX smooth WRR after `step` picks: current_i = step x w_i - total x picks_i. Endpoints
+        # of one weight are picked in list order, so per weight class only the class's pointer can
+        # hold the maximum: compare classes, ties to the lowest list index (NGINX keeps the first).
+        step = g.step + 1
+        total = g.total_weight
+        best = None
+        best_val = 0
+        best_idx = 0
+        for c in g.classes:
+            val = step * c[0] - total * c[3]
+            idx = c[1][c[2]]
+            if best is None or val > best_val or (val == best_val and idx < best_idx):
+                best, best_val, best_idx = c, val, idx
+        assert best is not None
+        p = best[2] + 1
+        if p == len(best[1]):
+            best[2] = 0
+            best[3] += 1
+        else:
+            best[2] = p
+        if step == total:
+            # One full cycle: every current value is back to zero.
+            step = 0
+            for c in g.classes:
+                c[2] = 0
+                c[3] = 0
+        g.step = step
+        return g.cands[best_idx]
+
+    def _pick_swrr_ramp(self, g: _Group) -> Endpoint:
+        # During slow start weights are fractional and change each pick: run NGINX's loop as is.
+        now = self._clock()
+        cands = g.cands
+        cur = g.current
+        if cur is None:
+            cur = g.current = [0.0] * len(cands)
+        total = 0.0
+        best_i = 0
+        best_v = -math.inf
+        for i, ep in enumerate(cands):
+            w = self.effective_weight(ep, now)
+            total += w
+            v = cur[i] + w
+            cur[i] = v
+            if v > best_v:
+                best_v, best_i = v, i
+        cur[best_i] -= total
+        return cands[best_i]
+
+    def _pick_least_conn(self, g: _Group, key: str | None) -> Endpoint:
+        cands = g.cands
+        n = len(cands)
+        ramp = g.ramp_until and g.ramp_until > self._clock()
+        if n > EXACT_SCAN_LIMIT:
+            r = self._random
+            i = int(r() * n)
+            j = int(r() * (n - 1))
+            if j >= i:
+                j += 1
+            a = cands[i]
+            b = cands[j]
+            if ramp:
+                now = self._clock()
+                sa = (a.in_flight + 1) / self.effective_weight(a, now)
+                sb = (b.in_flight + 1) / self.effective_weight(b, now)
+            else:
+                sa = (a.in_flight + 1) / a.weight
+                sb = (b.in_flight + 1) / b.weight
+            return a if sa <= sb else b
+        # Exact scan from a rotating start, so ties spread instead of piling on the first.
+        off = g.rr
+        g.rr = off + 1
+        now = self._clock() if ramp else 0.0
+        best = cands[0]
+        best_s = math.inf
+        for i in range(n):
+            ep = cands[(off + i) % n]
+            w = self.effective_weight(ep, now) if ramp else ep.weight
+            s = (ep.in_flight + 1) / w
+            if s < best_s:
+                best, best_s = ep, s
+        return best
+
+    def _pick_lrt(self, g: _Group, key: str | None) -> Endpoint:
+        cands = g.cands
+        n = len(cands)
+        if n > EXACT_SCAN_LIMIT:
+            return self._pick_p2c(g, key)
+        now = self._clock()
+        ramp = g.ramp_until > now
+        off = g.rr
+        g.rr = off + 1
+        load = self.load
+        best = cands[0]
+        best_s = math.inf
+        for i in range(n):
+            ep = cands[(off + i) % n]
+            s = load(ep, now)
+            if ramp:
+                s = s * ep.weight / self.effective_weight(ep, now)
+            if s < best_s:
+                best, best_s = ep, s
+        return best
+
+    def _pick_p2c(self, g: _Group, key: str | None) -> Endpoint:
+        cands = g.cands
+        n = len(cands)
+        if n == 1:
+            return cands[0]
+        r = self._random
+        i = int(r() * n)
+        j = int(r() * (n - 1))
+        if j >= i:
+            j += 1
+        a = cands[i]
+        b = cands[j]
+        now = self._clock()
+        la = self.load(a, now)
+        lb = self.load(b, now)
+        if g.ramp_until > now:
+            la = la * a.weight / self.effective_weight(a, now)
+            lb = lb * b.weight / self.effective_weight(b, now)
+        return a if la <= lb else b
+
+    def _ring(self, g: _Group) -> tuple[list[int], list[Endpoint]]:
+        # The ring holds every capability-matched endpoint, healthy or not, so health changes
+        # never move keys between the endpoints that stay healthy.
+        points: list[tuple[int, Endpoint]] = []
+        for ep in g.matched:
+            for v in range(VIRTUAL_NODES * min(ep.weight, 10)):
+                points.append((hash_key(f"{ep.key}#{v}"), ep))
+        points.sort(key=lambda p: p[0])
+        g.ring_hashes = [p[0] for p in points]
+        g.ring_eps = [p[1] for p in points]
+        return g.ring_hashes, g.ring_eps
+
+    def _pick_hash(self, g: _Group, key: str | None, exclude: Iterable[Endpoint] | None = None) -> Endpoint:
+        if key is None:
+            return self._pick_p2c(g, key) if not exclude else self._rng.choice(
+                [e for e in g.cands if e not in exclude] or g.cands
+            )
+        hashes, eps = (g.ring_hashes, g.ring_eps) if g.ring_eps is not None else self._ring(g)
+        cands = g.cands
+        n = len(cands)
+        total = self.total_in_flight if g.whole else sum(e.in_flight for e in cands)
+        # Bounded load: a new request may go where in_flight + 1 <= ceil((1 + eps) x mean).
+        cap = math.ceil((1.0 + self._epsilon) * (total + 1) / n)
+        panic = g.panic
+        size = len(hashes)
+        i = bisect.bisect_left(hashes, hash_key(key))
+        fallback = None
+        for step in range(size):
+            ep = eps[(i + step) % size]
+            if not (panic or ep.available) or (exclude and ep in exclude):
+                continue
+            if ep.in_flight + 1 <= cap:
+                return ep
+            if fallback is None:
+                fallback = ep
+        if fallback is not None:
+            return fallback
+        return cands[0]
+
+    def _pick_excluding(self, g: _Group, key: str | None, exclude: Iterable[Endpoint]) -> Endpoint:
+        # Retries: another endpoint than those tried, if there is one; rare, so a plain filter.
+        if self._pick is self._pick_hash:
+            return self._pick_hash(g, key, exclude)
+        rest = [e for e in g.cands if e not in exclude]
+        if not rest:
+            rest = g.cands
+        if len(rest) == 1:
+            return rest[0]
+        now = self._clock()
+        if self._pick in (self._pick_rr, self._pick_swrr):
+            ep = self._pick(g, key)
+            if ep not in exclude:
+                return ep
+            return rest[int(self._random() * len(rest))]
+        if self._pick is self._pick_least_conn:
+            return min(rest, key=lambda e: (e.in_flight + 1) / self.effective_weight(e, now))
+        return min(rest, key=lambda e: self.load(e, now))
+
+    # -- request bookkeeping -------------------------------------------------------------
+
+    def start(self, ep: Endpoint) -> float:
+        """Count a request as in flight on `ep`; returns its start time for `finish`."""
+        now = self._clock()
+        ep.in_flight += 1
+        ep.pending_start_sum += now
+        self.total_in_flight += 1
+        return now
+
+    def abandon(self, ep: Endpoint, started: float) -> None:
+        """End a request that was cut short by its client: it says nothing about the endpoint."""
+        ep.in_flight -= 1
+        ep.pending_start_sum -= started
+        if not ep.in_flight:
+            ep.pending_start_sum = 0.0
+        self.total_in_flight -= 1
+
+    def finish(self, ep: Endpoint, started: float, ok: bool = True) -> float:
+        """End a request started at `started`; feeds its latency to the peak EWMA. Returns rtt."""
+        now = self._clock()
+        ep.in_flight -= 1
+        ep.pending_start_sum -= started
+        if not ep.in_flight:
+            ep.pending_start_sum = 0.0
+        self.total_in_flight -= 1
+        rtt = now - started
+        if not ok:
+            # A failure is worth more than a slow answer: make the endpoint look much slower.
+            rtt = max(rtt, 4.0 * ep.cost, 0.05)
+        # Finagle PeakEwma.observe: jump to a higher latency at once, decay towards lower ones.
+        cost = ep.cost
+        if rtt > cost:
+            ep.cost = rtt
+        else:
+            w = math.exp(-max(now - ep.stamp, 0.0) / self._tau)
+            ep.cost = cost * w + rtt * (1.0 - w)
+        ep.stamp = now
+        return rtt

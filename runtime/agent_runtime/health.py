@@ -1,0 +1,200 @@
+"""Endpoint health: active HTTP checks and passive outlier ejection (Envoy's model).
+
+Active: every `interval_seconds` each endpoint's `path` is fetched; `unhealthy_threshold`
+consecutive failures mark it unhealthy, `healthy_threshold` consecutive 2xx mark it healthy again.
+
+Passive (Envoy outlier detection): `consecutive_5xx` 5xx answers, or `consecutive_gateway_failure`
+gateway failures (connect errors, resets, timeouts, 502/503/504), eject an endpoint for
+`base_ejection_time_seconds` x the number of times it was ejected, capped at
+`max_ejection_time_seconds`; never more than `max_ejection_percent` of a route's endpoints are
+ejected at once. An endpoint that stays in for a base ejection time has its count decremented.
+
+Either way the result is `Endpoint.available`, which the balancer reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from .balancer import Balancer, Endpoint
+from .config import HealthCheckConfig, OutlierConfig
+
+__all__ = ["HealthChecker", "OutlierDetector"]
+
+log = logging.getLogger("agent_runtime.health")
+
+
+def _refresh(ep: Endpoint) -> bool:
+    available = ep.healthy and not ep.ejected
+    changed = available != ep.available
+    ep.available = available
+    return changed
+
+
+class OutlierDetector:
+    """Passive health for one route: counts consecutive failures per endpoint and ejects."""
+
+    def __init__(
+        self,
+        config: OutlierConfig,
+        balancer: Balancer,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_eject: Callable[[Endpoint, str], None] | None = None,
+        sweep_interval: float = 0.5,
+    ) -> None:
+        self.config = config
+        self.balancer = balancer
+        self._clock = clock
+        self._on_eject = on_eject
+        self._sweep_interval = sweep_interval
+        self._next_sweep = 0.0
+        self.ejections = 0
+
+    def success(self, ep: Endpoint) -> None:
+        ep.consecutive_5xx = 0
+        ep.consecutive_gateway_failure = 0
+
+    def failure(self, ep: Endpoint, *, status: int | None = None, gateway_failure: bool = False) -> bool:
+        """Record a 5xx (`status`) or a gateway failure; True if this ejected the endpoint."""
+        if status is not None and status < 500:
+            self.success(ep)
+            return False
+        gateway = gateway_failure or status in (502, 503, 504)
+        ep.consecutive_5xx += 1
+        if gateway:
+            ep.consecutive_gateway_failure += 1
+        else:
+            ep.consecutive_gateway_failure = 0
+        if ep.ejected:
+            return False
+        if ep.consecutive_gateway_failure >= self.config.consecutive_gateway_failure:
+            return self.eject(ep, "consecutive_gateway_failure")
+        if ep.consecutive_5xx >= self.config.consecutive_5xx:
+            return self.eject(ep, "consecutive_5xx")
+        return False
+
+    def eject(self, ep: Endpoint, reason: str) -> bool:
+        eps = self.balancer.endpoints.values()
+        ejected = sum(1 for e in eps if e.ejected)
+        if (ejected + 1) * 100.0 > self.config.max_ejection_percent * len(eps):
+            return False
+        now = self._clock()
+        ep.times_ejected += 1
+        duration = min(
+            self.config.base_ejection_time_seconds * ep.times_ejected, self.config.max_ejection_time_seconds
+        )
+        ep.ejected = True
+        ep.ejected_until = now + duration
+        ep.consecutive_5xx = ep.consecutive_gateway_failure = 0
+        self.ejections += 1
+        if _refresh(ep):
+            self.balancer.invalidate()
+        log.warning("ejected %s for %.1fs (%s, ejection #%d)", ep.key, duration, reason, ep.times_ejected)
+        if self._on_eject is not None:
+            self._on_eject(ep, reason)
+        return True
+
+    def maybe_sweep(self) -> None:
+        """Cheap to call often: sweeps at most every `sweep_interval` seconds."""
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_interval
+            self.sweep(now)
+
+    def sweep(self, now: float | None = None) -> None:
+        """Bring back endpoints whose ejection time is over; forgive ones that stayed in."""
+        now = self._clock() if now is None else now
+        changed = False
+        for ep in self.balancer.endpoints.values():
+            if ep.ejected:
+                if now >= ep.ejected_until:
+                    ep.ejected = False
+                    ep.last_unejected_at = now
+                    if _refresh(ep):
+                        changed = True
+                        self.balancer.start_ramp(ep, now)
+            elif ep.times_ejected and now - max(ep.last_unejected_at, ep.ejected_until) >= (
+                self.config.base_ejection_time_seconds
+            ):
+                ep.times_ejected -= 1
+                ep.last_unejected_at = now
+        if changed:
+            self.balancer.invalidate()
+
+    def ejected_count(self) -> int:
+        return sum(1 for e in self.balancer.endpoints.values() if e.ejected)
+
+
+class HealthChecker:
+    """Active health checks of one route's endpoints, over the gateway's shared HTTP session."""
+
+    def __init__(
+        self,
+        config: HealthCheckConfig,
+        balancer: Balancer,
+        session: aiohttp.ClientSession,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[Endpoint, bool], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.balancer = balancer
+        self.session = session
+        self._clock = clock
+        self._on_change = on_change
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
+
+    async def probe(self, ep: Endpoint) -> bool:
+        try:
+            async with self.session.get(
+                ep.url + self.config.path, timeout=self._timeout, headers={"user-agent": "agent-gateway-health"}
+            ) as resp:
+                await resp.read()
+                return 200 <= resp.status < 300
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            return False
+
+    def observe(self, ep: Endpoint, ok: bool) -> bool:
+        """Apply one probe result to `ep`; True if its health flipped."""
+        cfg = self.config
+        if ok:
+            ep.active_successes += 1
+            ep.active_failures = 0
+            if not ep.healthy and ep.active_successes >= cfg.healthy_threshold:
+                ep.healthy = True
+                self.balancer.start_ramp(ep)
+                return self._flip(ep)
+        else:
+            ep.active_failures += 1
+            ep.active_successes = 0
+            if ep.healthy and ep.active_failures >= cfg.unhealthy_threshold:
+                ep.healthy = False
+                return self._flip(ep)
+        return False
+
+    def _flip(self, ep: Endpoint) -> bool:
+        log.warning("endpoint %s is now %s", ep.key, "healthy" if ep.healthy else "unhealthy")
+        if _refresh(ep):
+            self.balancer.invalidate()
+        if self._on_change is not None:
+            self._on_change(ep, ep.healthy)
+        return True
+
+    async def check_once(self) -> None:
+        eps = list(self.balancer.endpoints.values())
+        results = await asyncio.gather(*(self.probe(ep) for ep in eps))
+        for ep, ok in zip(eps, results):
+            self.observe(ep, ok)
+
+    async def run(self) -> None:
+        """Check forever; jitter spreads the checks of many gateway replicas."""
+        while True:
+            await self.check_once()
+            await asyncio.sleep(self.config.interval_seconds * (0.9 + 0.2 * random.random()))

@@ -1,0 +1,85 @@
+"""Prometheus metrics of the request path, on one registry the gateway serves at /metrics.
+
+Names follow Prometheus conventions (`_total` counters, `_seconds` histograms); labels are the
+route and endpoint names, never request data, so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "REGISTRY",
+    "breaker_not_permitted",
+    "breaker_state",
+    "render",
+]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+breaker_state = Gauge(
+    "agent_breaker_state",
+    "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+    ["route", "endpoint"],
+    registry=REGISTRY,
+)
+breaker_not_permitted = Counter(
+    "agent_breaker_calls_not_permitted",
+    "Calls rejected by an open or saturated half-open circuit breaker.",
+    ["route", "endpoint"],
+    registry=REGISTRY,
+)
+breaker_transitions = Counter(
+    "agent_breaker_transitions",
+    "Circuit breaker state transitions.",
+    ["route", "endpoint", "to_state"],
+    registry=REGISTRY,
+)
+requests = Counter(
+    "agent_gateway_requests",
+    "Requests answered by the gateway, by route, endpoint and status code class.",
+    ["route", "endpoint", "code"],
+    registry=REGISTRY,
+)
+errors = Counter(
+    "agent_gateway_errors",
+    "Requests that failed in the gateway or upstream, by kind.",
+    ["route", "kind"],
+    registry=REGISTRY,
+)
+latency = Histogram(
+    "agent_gateway_request_duration_seconds",
+    "Time from request received to response headers sent, by route.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+retries = Counter("agent_gateway_retries", "Retries sent upstream.", ["route"], registry=REGISTRY)
+retry_budget_exhausted = Counter(
+    "agent_gateway_retry_budget_exhausted",
+    "Retries not sent because the retry budget was empty.",
+    ["route"],
+    registry=REGISTRY,
+)
+ejections = Counter(
+    "agent_gateway_ejections",
+    "Outlier ejections of an endpoint.",
+    ["route", "endpoint", "reason"],
+    registry=REGISTRY,
+)
+ejected = Gauge("agent_gateway_endpoints_ejected", "Endpoints ejected now.", ["route"], registry=REGISTRY)
+endpoints = Gauge("agent_gateway_endpoints", "Endpoints known, by route.", ["route"], registry=REGISTRY)
+healthy_endpoints = Gauge(
+    "agent_gateway_endpoints_healthy", "Endpoints passing active health checks.", ["route"], registry=REGISTRY
+)
+in_flight = Gauge("agent_gateway_in_flight", "Requests in flight in the gateway.", registry=REGISTRY)
+shed = Counter("agent_gateway_shed", "Requests shed with 503 because of overload.", registry=REGISTRY)
+config_reloads = Counter(
+    "agent_gateway_config_reloads", "Config reloads, by result.", ["result"], registry=REGISTRY
+)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
