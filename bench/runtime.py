@@ -358,7 +358,7 @@ def _scrape(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     out: dict[str, float] = {}
-    for name in ("agent_gateway_retries_total", "agent_gateway_retry_budget_exhausted_total"):
+    for name in ("agent_retries_total", "agent_retry_budget_exhausted_total"):
         m = re.search(rf'^{name}{{route="bench"}} ([0-9.e+]+)$', text, re.M)
         out[name] = float(m.group(1)) if m else 0.0
     out["requests"] = sum(
@@ -404,7 +404,7 @@ def bench_quality(tmp: Path, seconds: float, rate: float, strategies: tuple[str,
                 finally:
                     _stop(gw)
                 lat.sort()
-                retries = after["agent_gateway_retries_total"] - before["agent_gateway_retries_total"]
+                retries = after["agent_retries_total"] - before["agent_retries_total"]
                 res = {
                     "requests": total,
                     "success_rate": round(ok / total, 5),
@@ -415,8 +415,8 @@ def bench_quality(tmp: Path, seconds: float, rate: float, strategies: tuple[str,
                     # Finagle budget: 20 % of requests + 10/s reserve over the 10 s ttl.
                     "retry_budget_allowance": int(0.2 * total + 10 * min(seconds, 10.0)),
                     "budget_exhausted": int(
-                        after["agent_gateway_retry_budget_exhausted_total"]
-                        - before["agent_gateway_retry_budget_exhausted_total"]
+                        after["agent_retry_budget_exhausted_total"]
+                        - before["agent_retry_budget_exhausted_total"]
                     ),
                     "ejections": int(after["ejections"] - before["ejections"]),
                 }

@@ -158,10 +158,10 @@ class RouteState:
         m.ejected.labels(self.name).set(self.outlier.ejected_count())
 
     def count(self, endpoint: str, status: int) -> None:
-        key = (endpoint, status // 100)
+        key = (endpoint, status)
         c = self._counters.get(key)
         if c is None:
-            c = self._counters[key] = m.requests.labels(self.name, endpoint, f"{status // 100}xx")
+            c = self._counters[key] = m.requests.labels(self.name, endpoint, str(status))
         c.inc()
 
     def error(self, kind: str) -> None:

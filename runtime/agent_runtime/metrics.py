@@ -1,13 +1,17 @@
 """Prometheus metrics of the request path, on one registry the gateway serves at /metrics.
 
 Names follow Prometheus conventions (`_total` counters, `_seconds` histograms); labels are the
-route and endpoint names, never request data, so cardinality stays bounded.
+route and endpoint names and the status code, never request data, so cardinality stays bounded.
+The names alert rules and dashboards read come from `agent_runtime.metrics_signals`, so the
+exporter and the rules cannot drift apart.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from agent_runtime import metrics_signals as signals
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -20,7 +24,7 @@ __all__ = [
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 breaker_state = Gauge(
-    "agent_breaker_state",
+    signals.BREAKER_STATE,
     "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
     ["route", "endpoint"],
     registry=REGISTRY,
@@ -38,8 +42,8 @@ breaker_transitions = Counter(
     registry=REGISTRY,
 )
 requests = Counter(
-    "agent_gateway_requests",
-    "Requests answered by the gateway, by route, endpoint and status code class.",
+    signals.REQUESTS_TOTAL.removesuffix("_total"),
+    "Requests answered by the gateway, by route, endpoint and status code.",
     ["route", "endpoint", "code"],
     registry=REGISTRY,
 )
@@ -50,15 +54,15 @@ errors = Counter(
     registry=REGISTRY,
 )
 latency = Histogram(
-    "agent_gateway_request_duration_seconds",
+    signals.REQUEST_DURATION,
     "Time from request received to response headers sent, by route.",
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
     registry=REGISTRY,
 )
-retries = Counter("agent_gateway_retries", "Retries sent upstream.", ["route"], registry=REGISTRY)
+retries = Counter(signals.RETRIES_TOTAL.removesuffix("_total"), "Retries sent upstream.", ["route"], registry=REGISTRY)
 retry_budget_exhausted = Counter(
-    "agent_gateway_retry_budget_exhausted",
+    signals.RETRY_BUDGET_EXHAUSTED_TOTAL.removesuffix("_total"),
     "Retries not sent because the retry budget was empty.",
     ["route"],
     registry=REGISTRY,
@@ -69,7 +73,7 @@ ejections = Counter(
     ["route", "endpoint", "reason"],
     registry=REGISTRY,
 )
-ejected = Gauge("agent_gateway_endpoints_ejected", "Endpoints ejected now.", ["route"], registry=REGISTRY)
+ejected = Gauge(signals.ENDPOINTS_EJECTED, "Endpoints ejected now.", ["route"], registry=REGISTRY)
 endpoints = Gauge("agent_gateway_endpoints", "Endpoints known, by route.", ["route"], registry=REGISTRY)
 healthy_endpoints = Gauge(
     "agent_gateway_endpoints_healthy", "Endpoints passing active health checks.", ["route"], registry=REGISTRY

@@ -86,10 +86,10 @@ async def test_fast_failing_agent_is_retried_around_within_budget(agents, make_g
     gw = await make_gateway(config(route("fastfail", "/", agents, retry={"budget_min_per_second": 1})))
     results = [(await get_json(gw, f"/r{i}"))[0] for i in range(60)]
     assert results == [200] * 60
-    retries = sample("agent_gateway_retries_total", {"route": "fastfail"})
+    retries = sample("agent_retries_total", {"route": "fastfail"})
     assert 0 < retries == d.hits  # one retry per failed try, no more
     assert retries <= 0.2 * 60 + 1 * 10
-    assert sample("agent_gateway_requests_total", {"route": "fastfail", "endpoint": "-", "code": "2xx"}) == 0
+    assert sample("agent_gateway_requests_total", {"route": "fastfail", "endpoint": "-", "code": "200"}) == 0
 
 
 async def test_retry_budget_caps_retries_when_everything_fails(agents, make_gateway):
@@ -103,7 +103,7 @@ async def test_retry_budget_caps_retries_when_everything_fails(agents, make_gate
     assert statuses == [503] * n
     hits = sum(a.hits for a in agents)
     assert hits - n <= 0.1 * n  # tries beyond the first are retries, bounded by the budget
-    assert sample("agent_gateway_retry_budget_exhausted_total", {"route": "budget"}) > 0
+    assert sample("agent_retry_budget_exhausted_total", {"route": "budget"}) > 0
 
 
 async def test_killed_mid_request_is_retried_only_when_safe(agents, make_gateway):
@@ -282,7 +282,7 @@ async def test_admin_endpoints(agents, make_gateway):
         "agent_gateway_request_duration_seconds_bucket",
         "agent_gateway_in_flight",
         "agent_breaker_state",
-        "agent_gateway_retries_total",
+        "agent_retries_total",
     ):
         assert name in text
 
@@ -333,3 +333,13 @@ async def test_config_reload_keeps_requests_in_flight_and_rejects_bad_config(age
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "routes[0].breaker.failure_rate_threshold" in errors[0]
     assert (await get_json(gw, "/x"))[1]["agent"] == "b"
+
+
+def test_gateway_exports_every_signal_the_alert_rules_read():
+    """The rules (components/promql.py) and this exporter share names from metrics_signals."""
+    from agent_runtime import metrics_signals as s
+
+    exported = {family.name for family in metrics.REGISTRY.collect()}
+    for name in (s.REQUESTS_TOTAL, s.REQUEST_DURATION, s.BREAKER_STATE, s.ENDPOINTS_EJECTED,
+                 s.RETRIES_TOTAL, s.RETRY_BUDGET_EXHAUSTED_TOTAL):
+        assert name.removesuffix("_total") in exported, name
