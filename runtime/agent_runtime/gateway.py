@@ -36,9 +36,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from . import metrics as m
+from .alerts import AlertEvaluator, RegistrySource
 from .balancer import Balancer, Endpoint
 from .breaker import CircuitBreaker
-from .config import ConfigError, GatewayConfig, Route, RuntimeConfig, load_runtime_config
+from .config import AlertingConfig, ConfigError, GatewayConfig, Route, RuntimeConfig, load_runtime_config
 from .health import HealthChecker, OutlierDetector
 from .retry import RetryBudget, RetryPolicy
 
@@ -267,6 +268,9 @@ class Gateway:
         self._config_stamp: tuple[int, int] | None = None
         self._bad_stamp: tuple[int, int] | None = None
         self.reloads = 0
+        # Stacks without Prometheus: the same alert rules, evaluated on this process's metrics.
+        self.alert_evaluator: AlertEvaluator | None = None
+        self._alerts_task: asyncio.Task | None = None
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
         self.app = web.Application(handler_args={"auto_decompress": False})
@@ -295,6 +299,7 @@ class Gateway:
             trust_env=False,
         )
         await self._apply_routes(self.config)
+        await self._apply_alerts(self.config.alerts)
         if self.config_path is not None:
             self._config_stamp = self._stamp()
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
@@ -310,8 +315,27 @@ class Gateway:
             self.port = server.sockets[0].getsockname()[1]
         log.info("gateway listening on %s:%s with %d routes", host or self.gw.host, self.port, len(self.routes))
 
+    async def _apply_alerts(self, alerts: AlertingConfig) -> None:
+        """(Re)start in-process alert evaluation when the config has rules; stop it otherwise."""
+        if self.alert_evaluator is not None and self.alert_evaluator.config == alerts:
+            return
+        if self._alerts_task is not None:
+            self._alerts_task.cancel()
+            try:
+                await self._alerts_task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._alerts_task = None
+        if self.alert_evaluator is not None:
+            await self.alert_evaluator.close()
+            self.alert_evaluator = None
+        if alerts.rules:
+            self.alert_evaluator = AlertEvaluator(alerts, sources=[RegistrySource(m.REGISTRY)])
+            self._alerts_task = asyncio.create_task(self.alert_evaluator.run(), name="alerts")
+
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (aiohttp's shutdown), close everything."""
+        await self._apply_alerts(AlertingConfig())
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -383,6 +407,7 @@ class Gateway:
         if config.gateway.host != self.gw.host or config.gateway.port != self.gw.port:
             log.warning("gateway.host/port changed in %s: takes effect on restart", self.config_path)
         await self._apply_routes(config)
+        await self._apply_alerts(config.alerts)
         self.reloads += 1
         m.config_reloads.labels("ok").inc()
         log.info("config reloaded from %s: %d routes", self.config_path, len(self.routes))
