@@ -92,9 +92,6 @@ def _timed_preview(stack_name: str, program: Callable[[], None], workdir: Path, 
     bin_dir = engine.toolchain_bin()
     env = engine.engine_env(bin_dir, workdir / "state", workdir / "home")
     engine.install_provider(bin_dir, env)
-    import os
-
-    os.environ.update(env)
     options = auto.LocalWorkspaceOptions(work_dir=str(workdir), pulumi_home=env["PULUMI_HOME"], env_vars=env,
                                          pulumi_command=auto.PulumiCommand(root=str(bin_dir.parent)))
     stack = auto.create_or_select_stack(stack_name=stack_name, project_name="agent-platform",

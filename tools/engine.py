@@ -43,7 +43,11 @@ def toolchain_bin() -> Path:
 
 
 def engine_env(bin_dir: Path, backend_dir: Path | None = None, home: Path | None = None) -> dict[str, str]:
-    backend = os.environ.get("PULUMI_BACKEND_URL") or f"file://{backend_dir or ROOT / '.pulumi-state'}"
+    """Settings for the CLI: explicit arguments first (tests), then the user's environment."""
+    if backend_dir is not None:
+        backend = f"file://{backend_dir}"
+    else:
+        backend = os.environ.get("PULUMI_BACKEND_URL") or f"file://{ROOT / '.pulumi-state'}"
     if backend.startswith("file://"):
         Path(backend[len("file://"):]).mkdir(parents=True, exist_ok=True)
     env = {
@@ -73,7 +77,6 @@ def install_provider(bin_dir: Path, env: dict[str, str]) -> None:
 def stack(name: str, env: dict[str, str], bin_dir: Path, work_dir: Path = ROOT) -> auto.Stack:
     from components.program import program
 
-    os.environ.update(env)  # the in-process program and the CLI see the same settings
     workspace = auto.LocalWorkspaceOptions(
         work_dir=str(work_dir),
         pulumi_home=env["PULUMI_HOME"],

@@ -59,7 +59,7 @@ def resource_for(api: ApiClient, api_version: str, kind: str) -> tuple[str, bool
     found = request(api, "GET", _group_path(api_version))
     if found is None:
         raise LookupError(f"the server does not serve {api_version}")
-    for resource in found["resources"]:
+    for resource in found.get("resources") or []:
         if resource["kind"] == kind and "/" not in resource["name"]:
             return resource["name"], resource["namespaced"]
     raise LookupError(f"the server serves no {kind} in {api_version}")
@@ -189,7 +189,9 @@ def install_crds(api: ApiClient, crds: list[dict], timeout: float = 60) -> list[
         version = crd["spec"]["versions"][0]["name"]
         while True:
             current = request(api, "GET", f"{_CRD_PATH}/{name}") or {}
-            conditions = {c["type"]: c["status"] for c in current.get("status", {}).get("conditions", [])}
+            # A CRD just created may carry `status: null` or `conditions: null` for a moment.
+            status = current.get("status") or {}
+            conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
             if conditions.get("Established") == "True":
                 try:
                     resource_for(api, f"{group}/{version}", kind)
