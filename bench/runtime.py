@@ -454,7 +454,7 @@ def bench_proxies(tmp: Path, seconds: int, rounds: int = 3) -> dict[str, Any]:
     missing = [t for t in ("wrk", "nginx", "haproxy") if not shutil.which(t)]
     if missing:
         return {"skipped": f"not installed: {', '.join(missing)} (apt-get install -y haproxy nginx wrk)"}
-    bport, hport, nport, gport = (free_port() for _ in range(4))
+    bport, hport, nport, gport, aport = (free_port() for _ in range(5))
     (tmp / "logs").mkdir(exist_ok=True)
     (tmp / "backend.conf").write_text(
         f"""user root root; worker_processes 1; daemon off; pid {tmp}/backend.pid; error_log {tmp}/logs/b.err;
@@ -505,9 +505,13 @@ backend be
         cfg = _gateway_config(gport, [bport])
         cfg["routes"][0]["health_check"] = {"path": "/healthz"}
         procs.append(_start_gateway(cfg, tmp, core=0))
+        # The framework's floor: a bare aiohttp proxy on the same core, same backend.
+        procs.append(subprocess.Popen(pinned([PY, str(Path(__file__).parent / "_aiohttp_proxy.py"), str(aport), str(bport)], 0),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _wait_http(f"http://127.0.0.1:{aport}/")
         _wait_http(f"http://127.0.0.1:{hport}/")
         _wait_http(f"http://127.0.0.1:{nport}/")
-        targets = {"direct": bport, "haproxy": hport, "nginx": nport, "agent_gateway": gport}
+        targets = {"direct": bport, "haproxy": hport, "nginx": nport, "aiohttp_minimal": aport, "agent_gateway": gport}
         for port in targets.values():
             _wrk(f"http://127.0.0.1:{port}/", 4, 1)  # warm connections
         # The machine is shared: alternate the targets over rounds and keep each one's best.
@@ -532,12 +536,17 @@ backend be
         for p in reversed(procs):
             _stop(p)
     direct = results["direct"]["p50_c1_us"]
-    for name in ("haproxy", "nginx", "agent_gateway"):
+    for name in ("haproxy", "nginx", "aiohttp_minimal", "agent_gateway"):
         results[name]["added_p50_us"] = round(results[name]["p50_c1_us"] - direct, 1)
-    h, g = results["haproxy"], results["agent_gateway"]
+    h, g, a = results["haproxy"], results["agent_gateway"], results["aiohttp_minimal"]
     results["agent_gateway_vs_haproxy"] = {
         "throughput_ratio": round(g["rps_c64"] / h["rps_c64"], 3),
         "added_p50_ratio": round(g["added_p50_us"] / h["added_p50_us"], 2) if h["added_p50_us"] > 0 else None,
+    }
+    # How much of the gap is the framework: the gateway against a bare aiohttp proxy.
+    results["agent_gateway_vs_aiohttp_minimal"] = {
+        "throughput_ratio": round(g["rps_c64"] / a["rps_c64"], 3),
+        "added_p50_ratio": round(g["added_p50_us"] / a["added_p50_us"], 2) if a["added_p50_us"] > 0 else None,
     }
     return results
 

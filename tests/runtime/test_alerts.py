@@ -423,6 +423,8 @@ async def test_run_loop_stops(receiver: Receiver) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(ev.run(stop))
     await asyncio.sleep(0.2)
+    assert not task.done(), "the loop keeps evaluating until told to stop"
     stop.set()
     await asyncio.wait_for(task, 2)
+    assert task.done() and task.exception() is None
     await ev.close()
