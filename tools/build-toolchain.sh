@@ -31,6 +31,12 @@ bin="$root/bin"
 mkdir -p "$bin" "$root/provider"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
+# A pulumi already on PATH at exactly the pinned version is used as it is.
+if [ ! -x "$bin/pulumi" ] && ambient="$(command -v pulumi 2>/dev/null)" \
+   && [ "$("$ambient" version 2>/dev/null)" = "v$PULUMI_VERSION" ]; then
+  ln -sf "$ambient" "$bin/pulumi"
+fi
+
 if [ ! -x "$bin/pulumi" ]; then
   echo "building pulumi v$PULUMI_VERSION (several minutes on a cold cache)" >&2
   (cd "$here/go/pulumi" && go build -trimpath -tags osusergo,grpcnotrace \

@@ -91,3 +91,11 @@ def test_job_arguments_and_settings_are_what_the_runtime_accepts(run_stack, tmp_
         args = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
         parsed = parser.parse_args(args)
         assert parsed.command == args[0] and parsed.config == "/etc/agent-backup/backup.json"
+
+
+def test_s3_target_is_refused_until_the_runtime_supports_it():
+    values = copy.deepcopy(stack_values("dev"))
+    values["backup"]["target"] = {"kind": "s3", "endpoint": "http://minio:9000", "bucket": "b",
+                                  "credentials_secret": "s3"}
+    with pytest.raises(StackConfigError, match="backup.target.kind: s3 is not supported yet"):
+        validate_platform(values, "dev")
