@@ -335,7 +335,7 @@ async def test_config_reload_keeps_requests_in_flight_and_rejects_bad_config(age
     assert (await get_json(gw, "/x"))[1]["agent"] == "b"
 
 
-def test_gateway_exports_every_signal_the_alert_rules_read():
+async def test_gateway_exports_every_signal_the_alert_rules_read():
     """The rules (components/promql.py) and this exporter share names from metrics_signals."""
     from agent_runtime import metrics_signals as s
 
