@@ -46,7 +46,8 @@ schema: $(STAMP)
 
 # Every benchmark in bench/ (each prints ratios against baselines measured in the same run);
 # one alone: `.venv/bin/python -m bench NAME`.
-bench: $(STAMP) toolchain
+bench: $(STAMP) toolchain system-deps
+	bash tools/install-system-deps.sh tools/apt-packages-bench.txt
 	for name in engine runtime recovery; do $(PY) -m bench $$name || exit 1; done
 
 clean:

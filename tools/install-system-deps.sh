@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages listed in tools/apt-packages.txt that are not installed yet.
+# Installs the Debian packages listed in a file (default tools/apt-packages.txt, what the tests
+# need) that are not installed yet.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-list="$here/apt-packages.txt"
+list="${1:-$here/apt-packages.txt}"
 [ -f "$list" ] || exit 0
 missing=()
 while read -r pkg; do

@@ -36,6 +36,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from . import metrics as m
+from .access_log import AccessLog
 from .alerts import AlertEvaluator, RegistrySource
 from .balancer import Balancer, Endpoint
 from .breaker import CircuitBreaker
@@ -46,7 +47,6 @@ from .retry import RetryBudget, RetryPolicy
 __all__ = ["Gateway", "RETRY_BUFFER_BYTES", "RouteState", "main", "register", "run"]
 
 log = logging.getLogger("agent_runtime.gateway")
-access_log = logging.getLogger("agent_runtime.access")
 
 # Request bodies up to this size (with a Content-Length) are buffered so they can be retried.
 RETRY_BUFFER_BYTES = 64 * 1024
@@ -253,8 +253,10 @@ class Gateway:
         clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None,
         reload_interval: float = 1.0,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.config = config
+        self.access_log = access_log
         self.gw: GatewayConfig = config.gateway
         self.config_path = Path(config_path) if config_path else None
         self.clock = clock
@@ -336,6 +338,8 @@ class Gateway:
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (aiohttp's shutdown), close everything."""
         await self._apply_alerts(AlertingConfig())
+        if self.access_log is not None:
+            self.access_log.close()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -478,25 +482,20 @@ class Gateway:
             if rs is not None:
                 rs._latency.observe(elapsed)
                 rs.count(endpoint, status or 499)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    json.dumps(
-                        {
-                            "ts": round(time.time(), 3),
-                            "request_id": rid,
-                            "conversation_id": headers_in.get(CONVERSATION_HEADER),
-                            "trace_id": trace_id,
-                            "method": request.method,
-                            "path": request.path,
-                            "route": rs.name if rs is not None else None,
-                            "endpoint": endpoint,
-                            "status": status or 499,
-                            "attempts": attempts,
-                            "duration_ms": round(elapsed * 1000.0, 2),
-                        },
-                        separators=(",", ":"),
-                    )
-                )
+            if self.access_log is not None:
+                self.access_log.write({
+                    "ts": round(time.time(), 3),
+                    "request_id": rid,
+                    "conversation_id": headers_in.get(CONVERSATION_HEADER),
+                    "trace_id": trace_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "route": rs.name if rs is not None else None,
+                    "endpoint": endpoint,
+                    "status": status or 499,
+                    "attempts": attempts,
+                    "duration_ms": round(elapsed * 1000.0, 2),
+                })
 
     def _deadline(self, request: web.Request, now: float) -> float:
         limit = self.gw.default_deadline_seconds
@@ -752,14 +751,13 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(doc, separators=(",", ":"))
 
 
-def setup_logging(level: str = "INFO", access: bool = True) -> None:
+def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_JsonFormatter())
     root = logging.getLogger("agent_runtime")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    logging.getLogger("agent_runtime.access").setLevel(logging.INFO if access else logging.WARNING)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -770,8 +768,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(config: RuntimeConfig, path: str, host: str | None, port: int | None) -> None:
-    gateway = Gateway(config, config_path=path)
+async def _serve(config: RuntimeConfig, path: str, host: str | None, port: int | None, access: bool) -> None:
+    gateway = Gateway(config, config_path=path, access_log=AccessLog() if access else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -794,9 +792,9 @@ def run(path: str, host: str | None = None, port: int | None = None, access_log_
     except ConfigError as exc:
         print(f"agent_runtime gateway: invalid config: {exc}", file=sys.stderr)
         return 2
-    setup_logging(access=access_log_enabled)
+    setup_logging()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve(config, path, host, port))
+        runner.run(_serve(config, path, host, port, access_log_enabled))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 
 from agent_runtime import metrics
+from agent_runtime.access_log import AccessLog
 from agent_runtime.breaker import State
 
 from .conftest import Agent, route
@@ -37,10 +39,11 @@ async def get_json(gw, path: str, **kw) -> tuple[int, dict | str]:
             return r.status, body.decode()
 
 
-async def test_proxies_and_propagates_trace_deadline_and_ids(agents, make_gateway, caplog):
+async def test_proxies_and_propagates_trace_deadline_and_ids(agents, make_gateway):
     a = agents[0]
-    gw = await make_gateway(config(route("basic", "/agents/", [a]), default_deadline_seconds=20))
-    caplog.set_level(logging.INFO, logger="agent_runtime.access")
+    stream = io.StringIO()
+    gw = await make_gateway(config(route("basic", "/agents/", [a]), default_deadline_seconds=20),
+                            access_log=AccessLog(stream))
     status, body = await get_json(gw, "/agents/x?q=1", headers={"x-conversation-id": "conv-42"})
     assert status == 200 and body == {"agent": "a", "path": "/agents/x?q=1", "method": "GET"}
     h = a.last_headers
@@ -54,7 +57,8 @@ async def test_proxies_and_propagates_trace_deadline_and_ids(agents, make_gatewa
     assert a.last_headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
     assert not a.last_headers["traceparent"].endswith("00f067aa0ba902b7-01")
     assert int(a.last_headers["x-request-deadline-ms"]) <= 1500
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "agent_runtime.access"]
+    gw.gateway.access_log.flush()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[0]["conversation_id"] == "conv-42" and lines[0]["status"] == 200 and lines[0]["route"] == "basic"
     assert lines[1]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert all(line["request_id"] for line in lines)
