@@ -124,10 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = run(args.command, args.stack, args.policy_packs, args.policy_pack_config)
-    except auto.errors.CommandError as exc:
-        # The engine already printed the diagnostics (one clear line for a config error).
+    except auto.errors.CommandError:
+        # The engine already printed its diagnostics (one clear line for a config error).
         print(f"pulumi {args.command} failed for stack {args.stack!r}", file=sys.stderr)
-        _ = exc
         return 1
     if args.command == "outputs":
         print(json.dumps(result, indent=2, sort_keys=True))
