@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from agent_runtime.config import BackupSource
 from agent_runtime.recovery import backup_source, drill, verify_backup
-from agent_runtime.recovery_pgtemp import TempPostgres
+from agent_runtime.recovery_pgtemp import TempPostgres, find_pg_bin
 from agent_runtime.recovery_store import BackupStore
 
 MB = 1024 * 1024
@@ -96,6 +97,20 @@ def main(argv: list[str] | None = None) -> int:
             f"backup without table checksums: {dump_only_s:.2f} s, {db_bytes / MB / dump_only_s:.1f} MB/s",
             flush=True,
         )
+        # Baselines: what bare pg_dump / pg_restore take for the same database, same level.
+        raw = Path(tmp) / "raw.dump"
+        t0 = time.monotonic()
+        subprocess.run([find_pg_bin("pg_dump"), "-h", pg.host, "-p", str(pg.port), "-U", pg.user, "-Fc",
+                        f"--compress={args.compression}", "-f", str(raw), "bench"], check=True, env=pg.env)
+        raw_dump_s = time.monotonic() - t0
+        subprocess.run([find_pg_bin("createdb"), "-h", pg.host, "-p", str(pg.port), "-U", pg.user, "raw_restore"],
+                       check=True, env=pg.env)
+        t0 = time.monotonic()
+        subprocess.run([find_pg_bin("pg_restore"), "-h", pg.host, "-p", str(pg.port), "-U", pg.user,
+                        "-d", "raw_restore", str(raw)], check=True, env=pg.env)
+        raw_restore_s = time.monotonic() - t0
+        print(f"baseline pg_dump -Fc: {raw_dump_s:.2f} s; ours / pg_dump = {backup_s / raw_dump_s:.2f} "
+              f"(without checksums {dump_only_s / raw_dump_s:.2f})", flush=True)
         t0 = time.monotonic()
         result = verify_backup(store, backup)
         verify_s = time.monotonic() - t0
@@ -106,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         assert report.ok, report.as_dict()
         print(
             f"drill: RTO {report.rto_seconds:.2f} s (verify + restore + row/checksum comparison), "
-            f"RPO {report.rpo_seconds:.1f} s",
+            f"RPO {report.rpo_seconds:.1f} s; baseline pg_restore {raw_restore_s:.2f} s, "
+            f"RTO / pg_restore = {report.rto_seconds / raw_restore_s:.2f}",
             flush=True,
         )
         signal.alarm(0)
@@ -125,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                     "verify_seconds": round(verify_s, 2),
                     "rto_seconds": round(report.rto_seconds, 2),
                     "rpo_seconds": round(report.rpo_seconds, 1),
+                    "baseline_pg_dump_seconds": round(raw_dump_s, 2),
+                    "baseline_pg_restore_seconds": round(raw_restore_s, 2),
+                    "backup_vs_pg_dump": round(backup_s / raw_dump_s, 2),
+                    "rto_vs_pg_restore": round(report.rto_seconds / raw_restore_s, 2),
                 }
             )
         )
