@@ -153,7 +153,9 @@ class Backup(pulumi.ComponentResource):
                 "resources": {"requests": {"storage": target.size}},
                 **({"storageClassName": target.storage_class} if target.storage_class else {}),
             },
-            # Backups outlive the stack's other resources: deleting the stack must not delete them.
+            # Turning backups off keeps what was backed up. Destroying the whole stack deletes the
+            # namespace and so this claim too: backups that must outlive the stack belong on a
+            # claim the stack does not own (`target.claim_name`).
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)),
         )
         return claim.metadata["name"]
