@@ -8,7 +8,7 @@ import pulumi_kubernetes as k8s
 from components import labels as L
 from components import workload
 from components.config import ClusterConfig
-from components.scaling import hpa_behavior, hpa_metrics, keda_triggers
+from components.scaling import hpa_behavior, hpa_spec, keda_triggers
 
 
 class AgentCluster(pulumi.ComponentResource):
@@ -144,13 +144,7 @@ class AgentCluster(pulumi.ComponentResource):
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{name}-hpa",
                 metadata=meta(spec.name),
-                spec={
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment.metadata["name"]},
-                    "minReplicas": spec.autoscaling.min_instances,
-                    "maxReplicas": spec.autoscaling.max_instances,
-                    "metrics": hpa_metrics(spec.autoscaling, spec.name),
-                    "behavior": hpa_behavior(spec.autoscaling),
-                },
+                spec=hpa_spec(spec.autoscaling, deployment.metadata["name"], spec.name),
                 opts=child,
             )
         k8s.policy.v1.PodDisruptionBudget(

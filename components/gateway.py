@@ -11,14 +11,15 @@ from agent_runtime.config import RuntimeConfig
 from components import labels as L
 from components import workload
 from components.config import GatewayConfig
-from components.scaling import hpa_behavior, hpa_metrics
+from components.scaling import hpa_spec
 
 CONFIG_DIR = "/etc/agent-runtime"
 CONFIG_FILE = "runtime.json"
 
 
 def runtime_config_json(runtime: RuntimeConfig) -> str:
-    """The ConfigMap payload; sorted keys make the same settings produce the same bytes."""
+    """The ConfigMap payload: fields in model order, so the same settings give the same bytes
+    (and so the same content-derived ConfigMap name)."""
     return runtime.model_dump_json(by_alias=True, indent=2)
 
 
@@ -121,13 +122,7 @@ class Gateway(pulumi.ComponentResource):
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{name}-hpa",
                 metadata=meta("gateway"),
-                spec={
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment.metadata["name"]},
-                    "minReplicas": spec.autoscaling.min_instances,
-                    "maxReplicas": spec.autoscaling.max_instances,
-                    "metrics": hpa_metrics(spec.autoscaling, "gateway"),
-                    "behavior": hpa_behavior(spec.autoscaling),
-                },
+                spec=hpa_spec(spec.autoscaling, deployment.metadata["name"], "gateway"),
                 opts=child,
             )
         k8s.policy.v1.PodDisruptionBudget(

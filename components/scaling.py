@@ -47,6 +47,17 @@ def hpa_behavior(scaling: Autoscaling) -> dict[str, Any]:
     }
 
 
+def hpa_spec(scaling: Autoscaling, deployment: Any, metric_scope: str) -> dict[str, Any]:
+    """The whole autoscaling/v2 spec for a Deployment (`deployment` may be a Pulumi Output)."""
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": scaling.min_instances,
+        "maxReplicas": scaling.max_instances,
+        "metrics": hpa_metrics(scaling, metric_scope),
+        "behavior": hpa_behavior(scaling),
+    }
+
+
 def hpa_metrics(scaling: Autoscaling, cluster: str) -> list[dict[str, Any]]:
     """`spec.metrics`: CPU and memory utilisation, plus queue length unless KEDA owns it."""
     metrics: list[dict[str, Any]] = []
