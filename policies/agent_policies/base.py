@@ -90,11 +90,9 @@ def stack_rule(policy_name: str) -> Callable[[StackRule], Callable]:
     return decorate
 
 
-def resource_policy(
-    validate: Callable, description: str, remediation: str, severity: Severity = Severity.MEDIUM
-) -> ResourceValidationPolicy:
+def _policy(kind: type, validate: Callable, description: str, remediation: str, severity: Severity):
     name = validate.policy_name  # type: ignore[attr-defined]
-    return ResourceValidationPolicy(
+    return kind(
         name=name,
         description=description,
         validate=validate,
@@ -102,17 +100,15 @@ def resource_policy(
         severity=severity,
         remediation_steps=remediation,
     )
+
+
+def resource_policy(
+    validate: Callable, description: str, remediation: str, severity: Severity = Severity.MEDIUM
+) -> ResourceValidationPolicy:
+    return _policy(ResourceValidationPolicy, validate, description, remediation, severity)
 
 
 def stack_policy(
     validate: Callable, description: str, remediation: str, severity: Severity = Severity.MEDIUM
 ) -> StackValidationPolicy:
-    name = validate.policy_name  # type: ignore[attr-defined]
-    return StackValidationPolicy(
-        name=name,
-        description=description,
-        validate=validate,
-        config_schema=schema_for(name),
-        severity=severity,
-        remediation_steps=remediation,
-    )
+    return _policy(StackValidationPolicy, validate, description, remediation, severity)
