@@ -69,12 +69,14 @@ def cmd_preview(args: argparse.Namespace, target: engine.Target) -> tuple[int, s
 
 def cmd_deploy(args: argparse.Namespace, target: engine.Target) -> tuple[int, str]:
     stack = _check_stack(args.env, target.work_dir)
-    planned = _outcome(engine.preview(stack, target))
+    # Refreshed first: a deploy makes the live objects match the stack, drift included (a plain
+    # `up` diffs against the state alone and would leave a hand-edited field as it is).
+    planned = _outcome(engine.preview(stack, target, refresh=True))
     if not planned.ok:
         why = "mandatory policy violations" if planned.blocking else "the preview failed"
         return GATE_CLOSED, report.document(f"Deploy `{stack}`: refused ({why})",
                                             [report.preview_markdown(planned)])
-    done = _outcome(engine.up(stack, target))
+    done = _outcome(engine.up(stack, target, refresh=True))
     title = f"Deploy `{stack}`: {'done' if done.ok else 'FAILED'}"
     return (OK if done.ok else GATE_CLOSED), report.document(title, [report.preview_markdown(done)])
 

@@ -104,6 +104,7 @@ def preview(stack: str, target: Target, *, refresh: bool = False, expect_no_chan
                 expect_no_changes=expect_no_changes or None, **_policy_args(stack, target))
 
 
-def up(stack: str, target: Target) -> Run:
-    """`pulumi up` with the policy pack at the stack's level."""
-    return _run("up", stack, target, **_policy_args(stack, target))
+def up(stack: str, target: Target, *, refresh: bool = False) -> Run:
+    """`pulumi up` with the policy pack at the stack's level; `refresh` reads the live objects
+    first, so that values changed behind Pulumi's back are put back too."""
+    return _run("up", stack, target, refresh=refresh or None, **_policy_args(stack, target))
