@@ -102,3 +102,16 @@ def test_property_paths_as_the_engine_writes_them():
     assert value_at(props, "spec.containers[0].image") == "a"
     assert value_at(props, 'metadata.labels["a.b/c"]') == "x"
     assert value_at(props, "spec.containers[3].image") is None
+
+
+def test_a_violation_reported_before_its_step_still_names_the_object():
+    # The engine runs resource policies before it announces the step (seen with the real engine).
+    u, new = _deployment("local", 1, image="worker:latest")
+    outcome = Outcome.from_events("local", [
+        policy("image-pinned", "mandatory",
+               "Container images are pinned.\nDeployment 'agents-local/workers': image uses ':latest'. Fix: pin it.\n", u),
+        step("create", DEPLOY, u, None, new),
+    ])
+    (violation,) = outcome.violations
+    assert violation.resource == "Deployment agents-staging/workers"
+    assert violation.message == "Deployment 'agents-local/workers': image uses ':latest'. Fix: pin it."

@@ -41,7 +41,13 @@ def _check_stack(name: str, work_dir: Path) -> str:
 
 
 def _outcome(run: engine.Run) -> Outcome:
-    return Outcome.from_events(run.stack, run.events, failed=run.failed)
+    operation = "update" if run.command == "up" else "preview"
+    outcome = Outcome.from_events(run.stack, run.events, failed=run.failed, operation=operation)
+    if run.failed and not outcome.errors and not outcome.blocking:
+        # No diagnostic event (the engine never started): the CLI's own last error line.
+        lines = [line.strip() for line in run.stderr.splitlines() if "error" in line.lower()]
+        outcome.errors.append(lines[-1] if lines else f"pulumi {run.command} failed (see the job log)")
+    return outcome
 
 
 def cmd_preview(args: argparse.Namespace, target: engine.Target) -> tuple[int, str]:

@@ -152,11 +152,13 @@ class Outcome:
     violations: list[Violation]
     errors: list[str]
     failed: bool = False
+    operation: str = "preview"  # or "update"
 
     @classmethod
-    def from_events(cls, stack: str, events: Iterable[Any], failed: bool = False) -> Outcome:
+    def from_events(cls, stack: str, events: Iterable[Any], failed: bool = False,
+                    operation: str = "preview") -> Outcome:
         steps: dict[str, Step] = {}
-        violations: list[Violation] = []
+        raw_violations: list[Any] = []
         errors: list[str] = []
         for event in events:
             pre = getattr(event, "resource_pre_event", None)
@@ -168,26 +170,30 @@ class Outcome:
                 kind = _kind(op)
                 if kind is None:
                     continue
-                state = meta.new if meta.new is not None else meta.old
+                # A replaced or deleted object is named as it was (its auto-name changes).
+                prefer_old = kind in ("replace", "delete") and meta.old is not None
+                state = meta.old if prefer_old or meta.new is None else meta.new
                 step = Step(kind, meta.urn, meta.type, object_name(meta.type, meta.urn, state), _fields(meta))
                 if meta.urn in steps and kind != "replace":
                     continue
                 steps[meta.urn] = step
             policy = getattr(event, "policy_event", None)
             if policy is not None:
-                urn = policy.resource_urn
-                resource = urn.rsplit("::", 1)[-1] if urn else "stack"
-                step = steps.get(urn or "")
-                if step is not None:
-                    resource = step.object
-                violations.append(Violation(policy.policy_name, policy.enforcement_level, resource,
-                                            _plain(policy.message)))
+                raw_violations.append(policy)
             diag = getattr(event, "diagnostic_event", None)
             if diag is not None and diag.severity == "error":
                 text = _plain(diag.message)
                 if text and text not in errors:
                     errors.append(text)
-        return cls(stack, list(steps.values()), violations, errors, failed)
+        # Resource policies run before the engine announces the step: name objects at the end.
+        violations = []
+        for policy in raw_violations:
+            urn = policy.resource_urn
+            step = steps.get(urn or "")
+            resource = step.object if step is not None else (urn.rsplit("::", 1)[-1] if urn else "stack")
+            violations.append(Violation(policy.policy_name, policy.enforcement_level, resource,
+                                        _finding(policy.message)))
+        return cls(stack, list(steps.values()), violations, errors, failed, operation)
 
     def of_kind(self, kind: str) -> list[Step]:
         return [s for s in self.steps if s.kind == kind]
@@ -219,6 +225,12 @@ def _kind(op: str) -> str | None:
     if op in DELETE_OPS:
         return "delete"
     return None  # same, read, refresh and the halves of a replacement
+
+
+def _finding(message: str) -> str:
+    """The violation itself: the engine puts the policy's description on the first line."""
+    lines = [line for line in _plain(message).splitlines() if line.strip()]
+    return " ".join(lines[1:] if len(lines) > 1 else lines)
 
 
 def _plain(message: str) -> str:

@@ -12,6 +12,7 @@ attaches to each operation), never its human-readable text.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,11 @@ def _run(command: str, stack: str, target: Target, **kwargs: Any) -> Run:
     events: list[Any] = []
     try:
         handle = _stack(stack, target)
+    except subprocess.CalledProcessError as err:
+        return Run(command, stack, events, failed=True,
+                   stderr=f"error: the Pulumi toolchain could not be built or found "
+                          f"(tools/build-toolchain.sh exited {err.returncode})")
+    try:
         operation = {"preview": handle.preview, "up": handle.up}[command]
         result = operation(on_event=events.append, color="never", on_output=_log if target.echo else None,
                            **kwargs)

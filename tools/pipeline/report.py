@@ -58,7 +58,7 @@ def headline(outcome: Outcome) -> str:
     advisory = len(outcome.violations) - mandatory
     status = "passed" if outcome.ok else "FAILED"
     return (f"{'✅' if outcome.ok else '❌'} `{outcome.stack}`: {changes}; "
-            f"policies: {mandatory} mandatory, {advisory} advisory violation(s); preview {status}")
+            f"policies: {mandatory} mandatory, {advisory} advisory violation(s); {outcome.operation} {status}")
 
 
 def preview_markdown(outcome: Outcome) -> str:
