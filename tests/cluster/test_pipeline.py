@@ -3,7 +3,8 @@
 dev and staging (copies of the shipped stack files, pointed at the test cluster by a text edit
 that keeps their layout) are deployed; dev is promoted to staging and exactly the travelling
 values change, in the file and on the server; an object changed behind Pulumi's back is
-reported by `drift` as exactly that object and field, and `deploy` puts it back; promotion out
+reported by `drift` as exactly that object and field, and `deploy` refuses to overwrite the
+field another field manager now owns; promotion out
 of a stack whose restore drill never ran, and a deploy with a mandatory violation, are refused.
 """
 
@@ -128,15 +129,23 @@ def test_promote_dev_to_staging_changes_exactly_the_travelling_fields(pipeline, 
     assert proc.returncode == 0, _explain(proc)
     after = _deployments(kube_api, STAGING)
     image = "spec.template.spec.containers[0].image"
+    # The pod's version label is derived from the image tag, so it moves with the image.
+    version = "spec.template.metadata.labels.app.kubernetes.io/version"
     for name in ("workers", "specialists"):
+        old_image = before[name]["spec"]["template"]["spec"]["containers"][0]["image"]
+        new_image = dev[name]["spec"]["template"]["spec"]["containers"][0]["image"]
         assert _spec_changes(before[name], after[name]) == {
-            image: (before[name]["spec"]["template"]["spec"]["containers"][0]["image"],
-                    dev[name]["spec"]["template"]["spec"]["containers"][0]["image"])}, name
+            image: (old_image, new_image),
+            version: (old_image.rsplit(":", 1)[1], new_image.rsplit(":", 1)[1]),
+        }, name
     coordinators = _spec_changes(before["coordinators"], after["coordinators"])
     assert coordinators[image][1] == dev["coordinators"]["spec"]["template"]["spec"]["containers"][0]["image"]
     # max_run_seconds travels, and with it the drain window: preStop 10 s + 600 s + 15 s.
     assert coordinators["spec.template.spec.terminationGracePeriodSeconds"] == (10 + 900 + 15, 10 + 600 + 15)
-    assert set(coordinators) - {image, "spec.template.spec.terminationGracePeriodSeconds"} <= {
+    # ... and the settings ConfigMap that carries it to the agent, replaced under a new name.
+    settings = "spec.template.spec.containers[0].envFrom[0].configMapRef.name"
+    assert coordinators[settings][0] != coordinators[settings][1]
+    assert set(coordinators) - {image, version, settings, "spec.template.spec.terminationGracePeriodSeconds"} <= {
         k for k in coordinators if "max-run-seconds" in k}
     # What is staging's own stayed staging's: replicas, resources, the gateway.
     assert after["workers"]["spec"]["template"]["spec"]["containers"][0]["resources"] == \
@@ -167,11 +176,13 @@ def test_drift_names_exactly_the_changed_object_and_field(pipeline, kube_api):
     assert proc.returncode == 1, _explain(proc)
     assert _drift_rows(proc.report) == [("`Deployment agents-dev/coordinators`", "`spec.replicas`", "`1`", "`3`")], proc.report
 
+    # The hand edit took ownership of the field (Server-Side Apply): `deploy` does not silently
+    # overwrite another manager's field, it refuses and names the field and the manager.
     proc = pipeline.run("deploy", "dev")
-    assert proc.returncode == 0, _explain(proc)
-    assert kube.read_object(kube_api, "apps/v1", "Deployment", "coordinators", DEV)["spec"]["replicas"] == 1
-    proc = pipeline.run("drift", "dev")
-    assert proc.returncode == 0, _explain(proc)
+    assert proc.returncode == 1, _explain(proc)
+    assert "refused (the preview failed)" in proc.report
+    assert 'conflict with "kubectl-edit"' in proc.report and ".spec.replicas" in proc.report
+    assert kube.read_object(kube_api, "apps/v1", "Deployment", "coordinators", DEV)["spec"]["replicas"] == 3
 
 
 def test_promotion_out_of_a_stack_whose_drill_never_ran_is_refused(pipeline):

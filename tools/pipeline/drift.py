@@ -55,5 +55,8 @@ def markdown(outcome: Outcome) -> str:
         declared = d.declared if isinstance(d.declared, str) and d.field.startswith("(") else value(d.declared)
         live = d.live if isinstance(d.live, str) and d.field.startswith("(") else value(d.live)
         lines.append(f"| {_code(d.object)} | {_code(d.field)} | {declared} | {live} |")
-    lines += ["", "`deploy` puts the declared values back; or change the stack file to adopt the live ones."]
+    lines += ["", "`deploy` puts the declared values back, except a field another field manager now owns "
+              "(a Server-Side Apply conflict, which `deploy` reports): hand the field back "
+              "(`kubectl apply --server-side --force-conflicts` of the declared value, or remove the other "
+              "manager's entry), or change the stack file to adopt the live value."]
     return "\n".join(lines) + "\n"
