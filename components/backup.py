@@ -37,11 +37,12 @@ def backup_args(command: str, source: BackupSource | None) -> list[str]:
     if command == "backup" and source is not None and source.kind == "files":
         args += ["--files-root", SOURCE_DIR]
     if command == "restore" and source is not None:
-        # Run on purpose only (the CronJob is suspended): replaces what the source holds now.
+        # Run on purpose only (the CronJob is suspended). Never --replace: a target that holds data
+        # is refused (exit 4, naming what it holds); replacing it is decided per run (README).
         if source.kind == "postgres":
-            args += ["--target-database", source.database or "", "--clean"]
+            args += ["--target-database", source.database or ""]
         else:
-            args += ["--target-path", SOURCE_DIR, "--clean"]
+            args += ["--target-path", SOURCE_DIR]
     if command == "drill":
         args += ["--scratch-host", "127.0.0.1", "--scratch-port", "5432", "--scratch-user", "postgres"]
     return args

@@ -305,6 +305,9 @@ class BackupSource(Model):
             missing = [f for f in ("host", "database", "user") if getattr(self, f) is None]
             if missing:
                 raise ValueError(f"postgres source needs {', '.join(missing)}")
+            # PostgreSQL silently truncates longer names (NAMEDATALEN - 1), possibly onto another database.
+            if len(self.database.encode()) > 63:
+                raise ValueError(f"database {self.database!r} is {len(self.database.encode())} bytes; PostgreSQL allows 63")
         if self.kind == "files" and not self.claim_name:
             raise ValueError("files source needs claim_name (the PersistentVolumeClaim to read)")
         return self

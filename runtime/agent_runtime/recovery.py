@@ -4,17 +4,26 @@
   target directory (the backup PVC), atomically (`agent_runtime.recovery_store`), with a manifest
   of sizes, SHA-256 checksums, source and timestamps; then retention keeps the newest
   `retention_count` complete backups. Writes `agent_backup_last_success_timestamp_seconds`.
-- verify: checksums and sizes against the manifest, then `pg_restore --list` (or a full read of
-  the tar). A corrupted or truncated backup fails here, and restore and drill verify first, so it
-  is never restored.
-- restore: into a target database (or directory); refuses an unverified backup.
-- drill: restores the newest backup of each source into a scratch database (directory), checks
+- verify: checksums and sizes against the manifest, then a full read of every byte (pg_restore
+  decodes the whole dump; every tar member is held to the manifest). A corrupted, truncated or
+  hostile backup fails here, and restore and drill verify first, so it is never restored.
+- restore: into a target database (or directory); refuses an unverified backup, and refuses a
+  target that already holds data unless `--replace <target>` repeats its name for that run.
+  A restore that fails leaves the target as it was.
+- drill: restores the newest backup of each source into a scratch database (directory) that it
+  creates, marks and later drops itself (never one it did not create), checks
   row counts and content checksums (file checksums) against the manifest, measures RTO (time to
   restored and checked) and RPO (age of the newest restorable point), compares them with the
   targets, writes `agent_restore_drill_*` metrics to a textfile or a Pushgateway, and exits
   non-zero when anything was missed.
 
-Exit codes: 0 ok, 1 failed or targets missed, 2 bad usage or config, 3 backup invalid (refused).
+Exit codes (restore, verify, drill, backup):
+  0 ok
+  1 failed (a restore that failed changed nothing), or the drill missed its targets
+  2 bad usage or config
+  3 backup invalid, damaged or unsafe (a `../` or absolute member, an escaping symlink, a
+    hardlink, a FIFO or device): refused, nothing written
+  4 restore target not empty: refused, nothing written; the message names what it holds
 The database password comes from PGPASSWORD (a Kubernetes Secret), never from the config.
 """
 
@@ -39,21 +48,28 @@ from pydantic import ValidationError
 
 from .config import BackupConfig, BackupSource, ConfigError, format_validation_error
 from .metrics_signals import BACKUP_LAST_SUCCESS, DRILL_LAST_SUCCESS, DRILL_RPO, DRILL_RTO
+from .recovery_files import (
+    FILES_ARCHIVE,
+    UnsafeArchive,
+    backup_files,
+    restore_files,
+    tree_checksums,
+    verify_files_archive,
+)
 from .recovery_sources import (
     DUMP_FILE,
-    FILES_ARCHIVE,
+    CreatedDatabase,
     PgConn,
     PsqlSession,
     RecoveryError,
-    backup_files,
-    drop_database,
+    TargetNotEmpty,
+    check_identifier,
+    create_scratch_database,
+    drop_created_database,
     dump_postgres,
-    restore_files,
     restore_postgres,
     table_stats,
-    tree_checksums,
     verify_dump,
-    verify_files_archive,
 )
 from .recovery_store import Backup, BackupStore, VerifyResult, atomic_write
 
@@ -72,7 +88,7 @@ __all__ = [
 
 log = logging.getLogger("agent_runtime.recovery")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_EMPTY = 0, 1, 2, 3, 4
 
 
 class BackupInvalid(RecoveryError):
@@ -151,9 +167,13 @@ def restore_backup(
     conn: PgConn | None = None,
     target_dir: Path | None = None,
     create: bool = False,
-    clean: bool = False,
+    replace: str | None = None,
 ) -> VerifyResult:
-    """Verify, then restore; raises BackupInvalid (and restores nothing) if verification fails."""
+    """Verify, then restore; raises BackupInvalid (and restores nothing) if verification fails.
+
+    A target that holds data raises TargetNotEmpty unless `replace` repeats its name (the
+    database name, or the directory as given).
+    """
     result = verify_backup(store, backup)
     if not result.ok:
         raise BackupInvalid(result)
@@ -161,11 +181,11 @@ def restore_backup(
     if kind == "postgres":
         if conn is None:
             raise RecoveryError("a postgres backup needs a target database")
-        restore_postgres(conn, backup.file(DUMP_FILE), create=create, clean=clean)
+        restore_postgres(conn, backup.file(DUMP_FILE), create=create, replace=replace, recovery_point=backup.snapshot_at)
     else:
         if target_dir is None:
             raise RecoveryError("a files backup needs a target directory")
-        restore_files(backup.file(FILES_ARCHIVE), target_dir, clean=clean)
+        restore_files(backup.file(FILES_ARCHIVE), target_dir, replace=replace)
     return result
 
 
@@ -259,14 +279,18 @@ def drill(
         sd.backup_id = backup.id
         sd.rpo_seconds = max(0.0, started - backup.snapshot_at)
         scratch_dir: Path | None = None
-        scratch_db = None
-        conn = None
+        scratch_db: CreatedDatabase | None = None
         try:
             if source.kind == "postgres":
-                scratch_db = f"{source.database}_drill_{int(started)}"[:63]
                 server = scratch_server or (source.host, source.port, source.user)
-                conn = PgConn(server[0], server[1], server[2], scratch_db)
-                restore_backup(store, backup, conn=conn, create=True)
+                admin = PgConn(server[0], server[1], server[2], "postgres")
+                # Verified before anything is created, so a bad backup leaves no scratch behind.
+                verified = verify_backup(store, backup)
+                if not verified.ok:
+                    raise BackupInvalid(verified)
+                scratch_db = create_scratch_database(admin, source.database or source.name, started)
+                conn = PgConn(server[0], server[1], server[2], scratch_db.name)
+                restore_backup(store, backup, conn=conn)
                 session = PsqlSession(conn)
                 try:
                     want = backup.manifest["postgres"]["tables"]
@@ -287,13 +311,16 @@ def drill(
             sd.problems.append(str(exc))
         finally:
             if not keep_scratch:
-                if scratch_db is not None and conn is not None:
+                if scratch_db is not None:
                     try:
-                        drop_database(conn, scratch_db)
+                        drop_created_database(scratch_db)
                     except RecoveryError as exc:
-                        log.warning("could not drop scratch database %s: %s", scratch_db, exc)
+                        log.warning("could not drop scratch database %s: %s", scratch_db.name, exc)
+                        sd.problems.append(f"scratch database {scratch_db.name} left behind: {exc}")
                 if scratch_dir is not None:
                     shutil.rmtree(scratch_dir, ignore_errors=True)
+            elif scratch_db is not None:
+                _log("scratch database kept", source=source.name, database=scratch_db.name)
     rto = time.monotonic() - t0
     rpo = max((s.rpo_seconds for s in results), default=math.inf)
     return DrillReport(started, rto, rpo, rto_target_seconds, rpo_target_seconds, results)
@@ -423,7 +450,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--target-user")
     p.add_argument("--target-path", help="files: directory to restore into")
     p.add_argument("--create", action="store_true", help="create the target database if missing")
-    p.add_argument("--clean", action="store_true", help="replace what the target already holds")
+    p.add_argument(
+        "--replace", metavar="TARGET",
+        help="restore into a target that holds data: repeat the target database name (or --target-path) "
+        "to confirm, for this run only; the objects in the backup are replaced",
+    )
+    # Gone: it replaced silently whatever the target held. Kept only to explain what replaces it.
+    p.add_argument("--clean", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cli(_cmd_restore))
 
     p = subparsers.add_parser("drill", help="restore the newest backups into scratch space and measure RTO/RPO")
@@ -533,6 +566,11 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if len(sources) != 1:
         raise ConfigError("restore needs exactly one --source")
     source = sources[0]
+    if args.clean:
+        raise ConfigError(
+            "--clean is gone: a restore into a target that holds data now needs --replace <target>, "
+            "naming the target database (or --target-path) for this run"
+        )
     try:
         backup = store.get(source.name, args.backup)
     except LookupError as exc:
@@ -543,6 +581,10 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if source.kind == "postgres":
         if not args.target_database:
             raise ConfigError("restore of a postgres source needs --target-database")
+        try:
+            check_identifier(args.target_database, "--target-database")
+        except RecoveryError as exc:
+            raise ConfigError(str(exc)) from None
         conn = PgConn(
             args.target_host or source.host or "",
             args.target_port or source.port,
@@ -555,10 +597,16 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         target_dir = Path(args.target_path)
     t0 = time.monotonic()
     try:
-        restore_backup(store, backup, conn=conn, target_dir=target_dir, create=args.create, clean=args.clean)
+        restore_backup(store, backup, conn=conn, target_dir=target_dir, create=args.create, replace=args.replace)
     except BackupInvalid as exc:
         _log("restore refused", source=source.name, backup=backup.id, problems=exc.result.problems)
         return EXIT_INVALID
+    except UnsafeArchive as exc:
+        _log("restore refused", source=source.name, backup=backup.id, problems=[str(exc)])
+        return EXIT_INVALID
+    except TargetNotEmpty as exc:
+        _log("restore refused", source=source.name, backup=backup.id, error=str(exc))
+        return EXIT_NOT_EMPTY
     except (RecoveryError, OSError) as exc:
         _log("restore failed", source=source.name, backup=backup.id, error=str(exc))
         return EXIT_FAILED

@@ -99,3 +99,14 @@ def test_s3_target_is_refused_until_the_runtime_supports_it():
                                   "credentials_secret": "s3"}
     with pytest.raises(StackConfigError, match="backup.target.kind: s3 is not supported yet"):
         validate_platform(values, "dev")
+
+
+def test_restore_template_never_replaces_what_the_target_holds(run_stack):
+    """`kubectl create job --from=cronjob/restore-<source>` refuses a non-empty target (exit 4)."""
+    jobs = _cron_jobs(run_stack(stack_values("prod"), "prod"))
+    restores = [j for name, j in jobs.items() if name.startswith("restore-") and name != "restore-drill"]
+    assert restores
+    for job in restores:
+        args = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[0] == "restore"
+        assert "--clean" not in args and "--replace" not in args

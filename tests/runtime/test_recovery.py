@@ -113,11 +113,9 @@ def test_backup_then_restore_is_row_for_row_equal(pg: TempPostgres, tmp_path: Pa
     result = run(pg, "restore", "--config", str(config), "--target-database", "app1_restored", "--create")
     assert result.returncode == 0, result.stderr
     assert fingerprint_db(pg, "app1_restored") == fingerprint_db(pg, "app1")
-    # Restoring over a database that already has tables needs --clean.
-    result = run(pg, "restore", "--config", str(config), "--target-database", "app1_restored")
-    assert result.returncode == 1 and "--clean" in result.stderr
+    # Replacing what a database holds takes --replace naming it, for that run.
     pg.psql("DELETE FROM public.items WHERE id % 2 = 0", "app1_restored")
-    result = run(pg, "restore", "--config", str(config), "--target-database", "app1_restored", "--clean")
+    result = run(pg, "restore", "--config", str(config), "--target-database", "app1_restored", "--replace", "app1_restored")
     assert result.returncode == 0, result.stderr
     assert fingerprint_db(pg, "app1_restored") == fingerprint_db(pg, "app1")
 
