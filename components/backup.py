@@ -29,9 +29,12 @@ JOB_RESOURCES = ResourceSpec(requests=Resources(cpu="250m", memory="256Mi"),
 NEVER = "0 0 31 2 *"
 
 
-def backup_args(command: str, source: BackupSource | None) -> list[str]:
+def backup_args(command: str, source: BackupSource | None, pushgateway_url: str | None = None) -> list[str]:
     """`python -m agent_runtime <command>` arguments (see agent_runtime.recovery)."""
     args = [command, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--target-dir", TARGET_DIR]
+    if command in ("backup", "drill") and pushgateway_url:
+        # Where the alert rules read backup_age and the drill's RTO/RPO (metrics_signals).
+        args += ["--pushgateway", pushgateway_url]
     if source is not None:
         args += ["--source", source.name]
     if command == "backup" and source is not None and source.kind == "files":
@@ -49,10 +52,12 @@ def backup_args(command: str, source: BackupSource | None) -> list[str]:
 
 
 def _env(source: BackupSource | None) -> list[dict[str, Any]]:
+    # The namespace goes into the Pushgateway grouping key, so stacks sharing one never collide.
+    env: list[dict[str, Any]] = [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
     if source is None or source.kind != "postgres" or not source.password_secret:
-        return []
-    return [{"name": "PGPASSWORD",
-             "valueFrom": {"secretKeyRef": {"name": source.password_secret, "key": source.password_secret_key}}}]
+        return env
+    return [*env, {"name": "PGPASSWORD",
+                   "valueFrom": {"secretKeyRef": {"name": source.password_secret, "key": source.password_secret_key}}}]
 
 
 class Backup(pulumi.ComponentResource):
@@ -105,7 +110,7 @@ class Backup(pulumi.ComponentResource):
                 mounts.append({"name": "source", "mountPath": SOURCE_DIR, "readOnly": command == "backup"})
                 volumes.append({"name": "source", "persistentVolumeClaim": {"claimName": source.claim_name}})
             container = workload.job_container(
-                name=command, image=image, spec=JOB_RESOURCES, args=backup_args(command, source),
+                name=command, image=image, spec=JOB_RESOURCES, args=backup_args(command, source, backup.pushgateway_url),
                 env=_env(source), volume_mounts=mounts,
             )
             return workload.job_pod_spec([container, *(extra_containers or [])], volumes, init_containers)

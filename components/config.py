@@ -330,6 +330,12 @@ class PlatformConfig(Model):
             raise ValueError(f"backup.sources: duplicate source names in {source_names}")
         if self.environment in ("staging", "prod") and self.backup.enabled and not self.backup.drill.enabled:
             raise ValueError(f"backup.drill.enabled must be true in {self.environment}: an untested backup is a hope")
+        if (self.environment in ("staging", "prod") and self.backup.enabled and self.monitoring.mode != "off"
+                and not self.backup.pushgateway_url):
+            raise ValueError(
+                f"backup.pushgateway_url must be set in {self.environment}: backup and drill Jobs push the "
+                "metrics the backup alerts read there (a Job's pod is gone before Prometheus could scrape it)"
+            )
         for cluster in self.clusters:
             queue = cluster.autoscaling.queue if cluster.autoscaling else None
             if queue is not None and queue.source == "keda" and not self.kubernetes.keda_installed:

@@ -12,6 +12,7 @@ Envoy for outlier detection, Finagle/Linkerd for retry budgets.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -341,8 +342,6 @@ class RestoreDrillConfig(Model):
     schedule: str = "30 4 * * *"
     rto_target_seconds: PositiveSeconds = 900.0
     rpo_target_seconds: PositiveSeconds = 86400.0
-    # Pushgateway the drill pushes its metrics to; None writes a textfile instead.
-    pushgateway_url: str | None = None
 
 
 class BackupConfig(Model):
@@ -355,6 +354,21 @@ class BackupConfig(Model):
     sources: tuple[BackupSource, ...] = ()
     target: BackupTarget = BackupTarget()
     drill: RestoreDrillConfig = RestoreDrillConfig()
+    # Where the backup and drill Jobs push their metrics (Prometheus' answer for batch jobs: a
+    # Job's pod is gone before any scrape). None: they push nowhere, and say so in their log.
+    pushgateway_url: str | None = None
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _pushgateway(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"pushgateway_url {url!r} must be an http(s) URL with a host")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("pushgateway_url must not carry credentials, a query or a fragment")
+        return url
 
 
 class RuntimeConfig(Model):

@@ -500,6 +500,27 @@ def _setup(args: argparse.Namespace) -> tuple[BackupConfig, BackupStore, list[Ba
     return config, store, sources
 
 
+def _grouping(key: dict[str, str]) -> dict[str, str]:
+    """The Pushgateway group: the namespace too (the downward API's POD_NAMESPACE), so two stacks
+    sharing one Pushgateway never overwrite each other's series."""
+    namespace = os.environ.get("POD_NAMESPACE")
+    return {**({"namespace": namespace} if namespace else {}), **key}
+
+
+def _export(series: Series, *, textfile: str | None, pushgateway: str | None, job: str,
+            grouping_key: dict[str, str]) -> bool:
+    """write_metrics, logged; False if the metrics could not be delivered (the alert would go blind)."""
+    if not textfile and not pushgateway:
+        _log("metrics not exported: neither --textfile nor --pushgateway (backup.pushgateway_url) is set", job=job)
+        return True
+    try:
+        write_metrics(series, textfile=textfile, pushgateway=pushgateway, job=job, grouping_key=grouping_key)
+    except OSError as exc:  # URLError and HTTPError are OSErrors
+        _log("metrics export failed", job=job, textfile=textfile, pushgateway=pushgateway, error=str(exc))
+        return False
+    return True
+
+
 def _cmd_backup(args: argparse.Namespace) -> int:
     config, store, sources = _setup(args)
     keep = args.keep or config.retention_count
@@ -527,17 +548,18 @@ def _cmd_backup(args: argparse.Namespace) -> int:
             removed=removed,
         )
         labels = (("source", source.name),)
-        write_metrics(
+        pushed = _export(
             {
                 (BACKUP_LAST_SUCCESS, labels): backup.manifest["finished_at"],
                 ("agent_backup_size_bytes", labels): float(size),
                 ("agent_backup_duration_seconds", labels): seconds,
             },
             textfile=args.textfile,
-            pushgateway=args.pushgateway,
+            pushgateway=args.pushgateway or config.pushgateway_url,
             job="agent-backup",
-            grouping_key={"source": source.name},
+            grouping_key=_grouping({"source": source.name}),
         )
+        failed += not pushed
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -634,13 +656,16 @@ def _cmd_drill(args: argparse.Namespace) -> int:
     }
     if report.ok:
         series[(DRILL_LAST_SUCCESS, ())] = time.time()
-    write_metrics(
+    pushed = _export(
         series,
         textfile=args.textfile,
-        pushgateway=args.pushgateway or config.drill.pushgateway_url,
+        pushgateway=args.pushgateway or config.pushgateway_url,
         job="agent-restore-drill",
+        grouping_key=_grouping({}),
     )
     print(json.dumps(report.as_dict()))
+    if not pushed:
+        return EXIT_FAILED
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

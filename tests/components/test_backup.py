@@ -28,7 +28,7 @@ def test_each_source_gets_a_forbid_concurrency_backup_and_a_restore_template(run
     assert backup["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"
     container = backup["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][:1] == ["backup"] and "agent-state" in container["args"]
-    assert container["env"] == [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
+    assert container["env"][1:] == [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
         "name": "agent-state-db", "key": "password"}}}]
     assert jobs["restore-agent-state"]["spec"]["suspend"] is True
 
@@ -110,3 +110,29 @@ def test_restore_template_never_replaces_what_the_target_holds(run_stack):
         args = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[0] == "restore"
         assert "--clean" not in args and "--replace" not in args
+
+
+def test_backup_and_drill_jobs_push_their_metrics_where_the_stack_says(run_stack):
+    values = stack_values("prod")
+    url = values["backup"]["pushgateway_url"]
+    jobs = _cron_jobs(run_stack(values, "prod"))
+    for name in ("backup-agent-state", "backup-workspace", "restore-drill"):
+        container = jobs[name]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        args = container["args"]
+        assert args[args.index("--pushgateway") + 1] == url, name
+        assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
+
+
+def test_prod_backups_without_a_pushgateway_are_refused():
+    values = copy.deepcopy(stack_values("prod"))
+    del values["backup"]["pushgateway_url"]
+    with pytest.raises(StackConfigError, match="backup.pushgateway_url must be set in prod"):
+        validate_platform(values, "prod")
+
+
+@pytest.mark.parametrize("url", ["ftp://gw:9091", "http://user:pw@gw:9091", "http://gw:9091/?token=x"])
+def test_a_pushgateway_url_with_credentials_or_a_bad_scheme_is_refused(url):
+    values = copy.deepcopy(stack_values("prod"))
+    values["backup"]["pushgateway_url"] = url
+    with pytest.raises(StackConfigError, match="backup.pushgateway_url"):
+        validate_platform(values, "prod")
