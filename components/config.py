@@ -320,9 +320,6 @@ class PlatformConfig(Model):
                     f"monitoring.rules[{index}].route ({rule.route!r}) names no route "
                     f"(routes: {', '.join(sorted(seen_names))})"
                 )
-        if self.backup.enabled and self.backup.target.kind == "s3":
-            # agent_runtime.recovery refuses S3 until it is tested against a real S3 server.
-            raise ValueError("backup.target.kind: s3 is not supported yet; use pvc")
         if self.backup.enabled and not self.backup.sources:
             raise ValueError("backup.sources: backup.enabled needs at least one source")
         source_names = [s.name for s in self.backup.sources]

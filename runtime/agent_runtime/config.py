@@ -315,23 +315,38 @@ class BackupSource(Model):
 
 
 class BackupTarget(Model):
-    """Where backups are written: a PersistentVolumeClaim or an S3-compatible bucket."""
+    """Where backups are written: a PersistentVolumeClaim or an S3-compatible bucket.
+
+    s3: a restic repository at `<endpoint>/<bucket>/<prefix>`, encrypted client-side. Secrets are
+    named, never given: `credentials_secret` holds AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
+    `encryption_secret` holds RESTIC_PASSWORD (agent_runtime.recovery_s3).
+    """
 
     kind: Literal["pvc", "s3"] = "pvc"
     claim_name: str | None = None
     size: str = "20Gi"
     storage_class: str | None = None
     endpoint: str | None = None
-    bucket: str | None = None
-    prefix: str = "backups"
-    credentials_secret: str | None = None
+    bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    prefix: str = Field("backups", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,200}$")
+    region: str = "us-east-1"
+    credentials_secret: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    encryption_secret: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
     # pvc: where backup, restore and drill Jobs mount the claim.
     mount_path: str = "/backups"
 
     @model_validator(mode="after")
     def _complete(self) -> BackupTarget:
-        if self.kind == "s3" and not (self.endpoint and self.bucket and self.credentials_secret):
-            raise ValueError("s3 target needs endpoint, bucket and credentials_secret")
+        if self.kind == "s3":
+            missing = [f for f in ("endpoint", "bucket", "credentials_secret", "encryption_secret") if not getattr(self, f)]
+            if missing:
+                raise ValueError(f"s3 target needs {', '.join(missing)}")
+            assert self.endpoint
+            parts = urllib.parse.urlsplit(self.endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"endpoint {self.endpoint!r} must be an http(s) URL with a host")
+            if parts.username or parts.password or parts.query:
+                raise ValueError("endpoint must not carry credentials or a query: name a Secret in credentials_secret")
         return self
 
 
@@ -350,6 +365,8 @@ class BackupConfig(Model):
     enabled: bool = False
     schedule: str = "0 3 * * *"
     retention_count: int = Field(7, ge=1)
+    # s3 targets: also forget backups older than this (never the newest), in the store itself.
+    retention_max_age_days: float | None = Field(None, gt=0)
     compression_level: int = Field(6, ge=0, le=9)
     sources: tuple[BackupSource, ...] = ()
     target: BackupTarget = BackupTarget()

@@ -71,6 +71,7 @@ from .recovery_sources import (
     table_stats,
     verify_dump,
 )
+from .recovery_s3 import ResticRepository
 from .recovery_store import Backup, BackupStore, VerifyResult, atomic_write
 
 __all__ = [
@@ -480,16 +481,31 @@ def _cli(func: Any) -> Any:
         except ConfigError as exc:
             print(str(exc), file=sys.stderr)
             return EXIT_USAGE
+        finally:
+            staging = getattr(args, "_staging", None)
+            if staging:
+                shutil.rmtree(staging, ignore_errors=True)
 
     run.__name__ = func.__name__
     return run
 
 
-def _setup(args: argparse.Namespace) -> tuple[BackupConfig, BackupStore, list[BackupSource]]:
+def _setup(
+    args: argparse.Namespace,
+) -> tuple[BackupConfig, BackupStore, list[BackupSource], ResticRepository | None]:
+    """The config, the local store (the volume, or a staging directory for s3), the sources, the remote."""
     config = load_backup_config(args.config)
-    if config.target.kind != "pvc" and not args.target_dir:
-        raise ConfigError(f"{args.config}: target.kind {config.target.kind!r} is not supported yet; use a pvc target")
-    store = BackupStore(args.target_dir or config.target.mount_path)
+    remote = None
+    if config.target.kind == "s3":
+        try:
+            remote = ResticRepository(config.target)
+        except RecoveryError as exc:
+            raise ConfigError(f"{args.config}: {exc}") from None
+        # Staging for one run only: made here, removed by _cli when the command ends.
+        args._staging = tempfile.mkdtemp(prefix="agent-backup-staging-", dir=args.target_dir)
+        store = BackupStore(args._staging)
+    else:
+        store = BackupStore(args.target_dir or config.target.mount_path)
     by_name = {s.name: s for s in config.sources}
     unknown = [n for n in args.source if n not in by_name]
     if unknown:
@@ -497,7 +513,12 @@ def _setup(args: argparse.Namespace) -> tuple[BackupConfig, BackupStore, list[Ba
     sources = [by_name[n] for n in args.source] if args.source else list(config.sources)
     if not sources:
         raise ConfigError(f"{args.config}: backup.sources is empty")
-    return config, store, sources
+    return config, store, sources, remote
+
+
+def _get(store: BackupStore, remote: ResticRepository | None, source: str, backup_id: str = "latest") -> Backup:
+    """A backup from the volume, or fetched from the repository into staging (LookupError if none)."""
+    return remote.fetch(source, backup_id, store) if remote is not None else store.get(source, backup_id)
 
 
 def _grouping(key: dict[str, str]) -> dict[str, str]:
@@ -522,7 +543,7 @@ def _export(series: Series, *, textfile: str | None, pushgateway: str | None, jo
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
-    config, store, sources = _setup(args)
+    config, store, sources, remote = _setup(args)
     keep = args.keep or config.retention_count
     failed = 0
     for source in sources:
@@ -531,13 +552,22 @@ def _cmd_backup(args: argparse.Namespace) -> int:
             backup = backup_source(
                 store, source, compression_level=config.compression_level, files_root_override=args.files_root
             )
+            if remote is not None:
+                # Read back in full before it is sent, so the store never holds an unverified backup.
+                verified = verify_backup(store, backup)
+                if not verified.ok:
+                    raise BackupInvalid(verified)
+                remote.ensure()
+                remote.push(backup)
+                removed = remote.apply_retention(source.name, keep, config.retention_max_age_days)
+            else:
+                removed = store.apply_retention(source.name, keep)
         except (RecoveryError, OSError) as exc:
             failed += 1
             _log("backup failed", source=source.name, error=str(exc))
             continue
         size = sum(f["size"] for f in backup.manifest["files"])
         seconds = time.monotonic() - t0
-        removed = store.apply_retention(source.name, keep)
         _log(
             "backup complete",
             source=source.name,
@@ -564,12 +594,17 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    _, store, sources = _setup(args)
+    _, store, sources, remote = _setup(args)
     bad = 0
     for source in sources:
         try:
-            backups = store.backups(source.name) if args.backup == "all" else [store.get(source.name, args.backup)]
-        except LookupError as exc:
+            if args.backup != "all":
+                backups = [_get(store, remote, source.name, args.backup)]
+            elif remote is not None:
+                backups = [remote.fetch(source.name, s.backup_id, store) for s in remote.snapshots(source.name)]
+            else:
+                backups = store.backups(source.name)
+        except (LookupError, RecoveryError) as exc:
             _log("verify failed", source=source.name, error=str(exc))
             bad += 1
             continue
@@ -584,7 +619,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    _, store, sources = _setup(args)
+    _, store, sources, remote = _setup(args)
     if len(sources) != 1:
         raise ConfigError("restore needs exactly one --source")
     source = sources[0]
@@ -594,10 +629,13 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             "naming the target database (or --target-path) for this run"
         )
     try:
-        backup = store.get(source.name, args.backup)
+        backup = _get(store, remote, source.name, args.backup)
     except LookupError as exc:
         _log("restore refused", source=source.name, error=str(exc))
         return EXIT_INVALID
+    except RecoveryError as exc:
+        _log("restore failed", source=source.name, error=str(exc))
+        return EXIT_FAILED
     conn = None
     target_dir = None
     if source.kind == "postgres":
@@ -637,7 +675,15 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
-    config, store, sources = _setup(args)
+    config, store, sources, remote = _setup(args)
+    fetch_started = time.monotonic()
+    if remote is not None:
+        # Fetched into staging first; a source whose fetch fails has no backup, and the drill says so.
+        for source in sources:
+            try:
+                remote.fetch(source.name, "latest", store)
+            except (LookupError, RecoveryError) as exc:
+                _log("drill fetch failed", source=source.name, error=str(exc))
     rto_target = args.rto_target or config.drill.rto_target_seconds
     rpo_target = args.rpo_target or config.drill.rpo_target_seconds
     report = drill(
@@ -648,6 +694,9 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         keep_scratch=args.keep_scratch,
         scratch_server=(args.scratch_host, args.scratch_port, args.scratch_user) if args.scratch_host else None,
     )
+    if remote is not None:
+        # The download from the store is part of the time to recover.
+        report.rto_seconds = time.monotonic() - fetch_started
     series: Series = {
         (DRILL_RTO, ()): report.rto_seconds,
         (DRILL_RPO, ()): report.rpo_seconds if math.isfinite(report.rpo_seconds) else float("inf"),

@@ -93,11 +93,33 @@ def test_job_arguments_and_settings_are_what_the_runtime_accepts(run_stack, tmp_
         assert parsed.command == args[0] and parsed.config == "/etc/agent-backup/backup.json"
 
 
-def test_s3_target_is_refused_until_the_runtime_supports_it():
+def test_s3_target_takes_its_credentials_and_key_from_secrets(run_stack):
+    values = copy.deepcopy(stack_values("prod"))
+    values["backup"]["target"] = {"kind": "s3", "endpoint": "https://s3.backup.example.com", "bucket": "agent-backups",
+                                  "credentials_secret": "backup-s3", "encryption_secret": "backup-key", "size": "50Gi"}
+    mocks = run_stack(values, "prod")
+    assert mocks.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
+    pod = _cron_jobs(mocks)["backup-agent-state"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "backup-s3", "key": "AWS_ACCESS_KEY_ID"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "backup-s3"
+    assert env["RESTIC_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "backup-key", "key": "RESTIC_PASSWORD"}
+    assert all("value" not in e for e in env.values())
+    staging = next(v for v in pod["volumes"] if v["name"] == "target")
+    assert staging == {"name": "target", "emptyDir": {"sizeLimit": "50Gi"}}
+
+
+@pytest.mark.parametrize("target, error", [
+    ({"kind": "s3", "endpoint": "https://s3", "bucket": "b-1", "credentials_secret": "s3"}, "encryption_secret"),
+    ({"kind": "s3", "endpoint": "https://key:secret@s3", "bucket": "bkt", "credentials_secret": "s3",
+      "encryption_secret": "k"}, "must not carry credentials"),
+    ({"kind": "s3", "endpoint": "https://s3", "bucket": "Bad_Bucket", "credentials_secret": "s3",
+      "encryption_secret": "k"}, "backup.target.bucket"),
+])
+def test_s3_target_without_secrets_or_with_literal_credentials_is_refused(target, error):
     values = copy.deepcopy(stack_values("dev"))
-    values["backup"]["target"] = {"kind": "s3", "endpoint": "http://minio:9000", "bucket": "b",
-                                  "credentials_secret": "s3"}
-    with pytest.raises(StackConfigError, match="backup.target.kind: s3 is not supported yet"):
+    values["backup"]["target"] = target
+    with pytest.raises(StackConfigError, match=error):
         validate_platform(values, "dev")
 
 
