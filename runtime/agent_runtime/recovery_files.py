@@ -242,7 +242,7 @@ def restore_files(archive: Path, target: Path, *, replace: str | None = None) ->
     """Restore the archive into `target`; a non-empty target needs `replace == str(target)`."""
     target.mkdir(parents=True, exist_ok=True)
     existing = [p for p in target.iterdir() if not p.name.startswith(_STAGING)]
-    if existing and replace != str(target):
+    if existing and (replace is None or os.path.normpath(replace) != os.path.normpath(str(target))):
         raise TargetNotEmpty(
             f"{target} is not empty ({describe_tree(target)}); nothing was changed. To replace its "
             f"contents with the backup, run again with --replace {target}"
