@@ -115,6 +115,9 @@ class ResticRepository:
         snap = snaps[0] if backup_id == "latest" else next((s for s in snaps if s.backup_id == backup_id), None)
         if snap is None:
             raise LookupError(f"no backup {backup_id!r} of {source!r} in {self.url}")
+        # The tag names a directory here: a hostile repository must not place it anywhere else.
+        if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.\-]{0,80}", snap.backup_id):
+            raise RecoveryError(f"snapshot {snap.id[:8]} of {source!r} has an invalid backup tag {snap.backup_id!r}")
         partial = staging.begin(source)
         download = partial.dir / ".download"
         try:

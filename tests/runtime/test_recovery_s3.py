@@ -197,3 +197,23 @@ def test_s3_without_its_secrets_is_one_clear_usage_error(pg: TempPostgres, s3: S
     env = {k: v for k, v in secret_env(pg, s3, "k").items() if k != "RESTIC_PASSWORD"}
     result = run(env, "backup", "--config", str(config))
     assert result.returncode == 2 and "RESTIC_PASSWORD" in result.stderr and "encryption_secret" in result.stderr
+
+
+def test_a_hostile_snapshot_tag_cannot_place_files_outside_staging(pg: TempPostgres, s3: S3Server, tmp_path: Path) -> None:
+    make_app_db(pg, "s3tag", rows=20)
+    config = s3_config(tmp_path, pg, s3, "s3tag", "tag-backups")
+    env = secret_env(pg, s3, "tag-key")
+    assert run(env, "backup", "--config", str(config)).returncode == 0
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "manifest.json").write_text("{}")
+    repo = {**env, "RESTIC_REPOSITORY": f"s3:{s3.endpoint}/tag-backups/agents/prod"}
+    subprocess.run(["restic", "backup", "--host", "agent-platform", "--tag",
+                    "agent-platform,source=db,backup=../../../escaped", "."],
+                   cwd=evil, env=repo, check=True, capture_output=True)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    result = run(env, "restore", "--config", str(config), "--target-dir", str(staging),
+                 "--target-database", "s3tag_copy", "--create")
+    assert result.returncode == 1 and "invalid backup tag" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "escaped").exists() and not (staging.parent / "escaped").exists()
