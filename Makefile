@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up preview destroy test test-fast toolchain kube-toolchain system-deps schema bench clean
+.PHONY: up preview destroy test test-fast toolchain kube-toolchain s3-server system-deps schema bench clean
 
 $(STAMP): requirements.txt runtime/pyproject.toml bench/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ toolchain:
 
 kube-toolchain:
 	bash tools/build-kube.sh
+
+# The S3-compatible server the recovery tests store off-cluster backups in (versitygw).
+s3-server:
+	bash tools/build-s3-server.sh
 
 # Debian packages the tests use (PostgreSQL, Prometheus/promtool, ...), installed when missing.
 system-deps:
@@ -34,11 +38,11 @@ preview: $(STAMP) toolchain
 destroy: $(STAMP) toolchain
 	$(PY) tools/engine.py destroy --stack local
 
-test: $(STAMP) toolchain kube-toolchain system-deps
+test: $(STAMP) toolchain kube-toolchain system-deps s3-server
 	$(PY) -m pytest
 
 # Components, config, runtime and policies only: no engine, no API server.
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps s3-server
 	$(PY) -m pytest tests/components tests/runtime tests/policies
 
 schema: $(STAMP)

@@ -6,7 +6,9 @@ Starts a throwaway PostgreSQL (agent_runtime.recovery_pgtemp), fills it with gen
 rows until pg_database_size reaches --size-mb, then times the real commands' code paths:
 backup (pg_dump custom format inside an exported snapshot + per-table checksums, written
 atomically with its manifest), verify (SHA-256 + pg_restore --list), and a restore drill
-(verify, restore into a scratch database, recompute and compare row counts and checksums).
+(verify, restore into a scratch database, recompute and compare row counts and checksums); then
+the S3 path (push to a restic repository on a real S3 server, fetch back) against restic's own
+CLI streaming pg_dump, each into a fresh repository.
 Prints MB/s of database per second of backup and the drill's RTO; one JSON line at the end.
 Bounded: gives up (exit 1) when --budget seconds are spent.
 """
@@ -58,6 +60,91 @@ def _fill(pg: TempPostgres, database: str, size_mb: int, deadline: float) -> tup
     pg.psql("VACUUM ANALYZE", database)
     rows = int(pg.psql("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM conversations)", database))
     return int(pg.psql("SELECT pg_database_size(current_database())", database)), rows
+
+
+def _s3_phase(pg: TempPostgres, tmp: Path, backup, store: BackupStore, compression: int) -> dict:
+    """Our S3 path (verified local backup -> restic snapshot; fetch back) against restic's own CLI
+    streaming pg_dump (`restic backup --stdin`, `restic dump`), each into a fresh repository on a
+    real S3 server (versitygw from tools/build-s3-server.sh) on 127.0.0.1."""
+    import secrets
+    import socket
+
+    from agent_runtime.config import BackupTarget
+    from agent_runtime.recovery_s3 import ResticRepository
+
+    built = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "tools" / "build-s3-server.sh")],
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        print(f"s3 phase skipped: tools/build-s3-server.sh failed: {built.stderr[-300:]}", flush=True)
+        return {}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    access, secret = "bench", secrets.token_hex(16)
+    (tmp / "s3").mkdir()
+    proc = subprocess.Popen([built.stdout.strip().splitlines()[-1], "--access", access, "--secret", secret,
+                             "--port", f"127.0.0.1:{port}", "posix", str(tmp / "s3")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        endpoint = f"http://127.0.0.1:{port}"
+        os.environ.update(AWS_ACCESS_KEY_ID=access, AWS_SECRET_ACCESS_KEY=secret, RESTIC_PASSWORD="bench-key",
+                          RESTIC_CACHE_DIR=str(tmp / "restic-cache"))
+        target = BackupTarget(kind="s3", endpoint=endpoint, bucket="bench", prefix="ours",
+                              credentials_secret="s3", encryption_secret="key")
+        repo = ResticRepository(target)
+        repo.ensure()
+        t0 = time.monotonic()
+        repo.push(backup)
+        push_s = time.monotonic() - t0
+        staging = BackupStore(tmp / "staging")
+        t0 = time.monotonic()
+        fetched = repo.fetch("bench", "latest", staging)
+        fetch_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        assert verify_backup(staging, fetched).ok
+        verify_s = time.monotonic() - t0
+
+        cli_env = {**os.environ, "RESTIC_REPOSITORY": f"s3:{endpoint}/bench/cli"}
+        restic = subprocess.run(["which", "restic"], capture_output=True, text=True).stdout.strip()
+        subprocess.run([restic, "init"], env=cli_env, check=True, capture_output=True)
+        t0 = time.monotonic()
+        dump = subprocess.Popen([find_pg_bin("pg_dump"), "-h", pg.host, "-p", str(pg.port), "-U", pg.user, "-Fc",
+                                 f"--compress={compression}", "bench"], stdout=subprocess.PIPE, env=pg.env)
+        subprocess.run([restic, "backup", "--stdin", "--stdin-filename", "bench.dump"], stdin=dump.stdout,
+                       env=cli_env, check=True, capture_output=True)
+        assert dump.wait() == 0
+        cli_backup_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        with open(tmp / "cli.dump", "wb") as out:
+            subprocess.run([restic, "dump", "latest", "bench.dump"], stdout=out, env=cli_env, check=True)
+        cli_dump_s = time.monotonic() - t0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    ours_backup = backup.manifest["finished_at"] - backup.manifest["started_at"] + push_s
+    print(
+        f"s3 (restic on versitygw): push {push_s:.2f} s, backup+push {ours_backup:.2f} s vs restic CLI "
+        f"pg_dump|restic backup --stdin {cli_backup_s:.2f} s (ratio {ours_backup / cli_backup_s:.2f}); "
+        f"fetch {fetch_s:.2f} s + verify {verify_s:.2f} s vs restic dump {cli_dump_s:.2f} s "
+        f"(fetch ratio {fetch_s / cli_dump_s:.2f})",
+        flush=True,
+    )
+    return {
+        "s3_push_seconds": round(push_s, 2),
+        "s3_backup_and_push_seconds": round(ours_backup, 2),
+        "baseline_restic_stdin_backup_seconds": round(cli_backup_s, 2),
+        "s3_backup_vs_restic_cli": round(ours_backup / cli_backup_s, 2),
+        "s3_fetch_seconds": round(fetch_s, 2),
+        "s3_fetch_verify_seconds": round(verify_s, 2),
+        "baseline_restic_dump_seconds": round(cli_dump_s, 2),
+        "s3_fetch_vs_restic_dump": round(fetch_s / cli_dump_s, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,10 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             f"RTO / pg_restore = {report.rto_seconds / raw_restore_s:.2f}",
             flush=True,
         )
+        s3 = _s3_phase(pg, Path(tmp), backup, store, args.compression)
         signal.alarm(0)
         print(
             json.dumps(
                 {
+                    **s3,
                     "bench": "recovery",
                     "database_mb": round(db_bytes / MB, 1),
                     "rows": rows,

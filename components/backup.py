@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from agent_runtime.config import BackupConfig, BackupSource
+from agent_runtime.config import BackupConfig, BackupSource, BackupTarget
 from components import labels as L
 from components import workload
 from components.config import PlatformConfig, ResourceSpec, Resources
@@ -29,29 +29,44 @@ JOB_RESOURCES = ResourceSpec(requests=Resources(cpu="250m", memory="256Mi"),
 NEVER = "0 0 31 2 *"
 
 
-def backup_args(command: str, source: BackupSource | None) -> list[str]:
-    """`python -m agent_runtime <command>` arguments (see agent_runtime.recovery)."""
+def backup_args(command: str, source: BackupSource | None, pushgateway_url: str | None = None) -> list[str]:
+    """`python -m agent_runtime <command>` arguments (see agent_runtime.recovery).
+
+    For an s3 target, TARGET_DIR is a scratch volume: the staging directory of one run."""
     args = [command, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--target-dir", TARGET_DIR]
+    if command in ("backup", "drill") and pushgateway_url:
+        # Where the alert rules read backup_age and the drill's RTO/RPO (metrics_signals).
+        args += ["--pushgateway", pushgateway_url]
     if source is not None:
         args += ["--source", source.name]
     if command == "backup" and source is not None and source.kind == "files":
         args += ["--files-root", SOURCE_DIR]
     if command == "restore" and source is not None:
-        # Run on purpose only (the CronJob is suspended): replaces what the source holds now.
+        # Run on purpose only (the CronJob is suspended). Never --replace: a target that holds data
+        # is refused (exit 4, naming what it holds); replacing it is decided per run (README).
         if source.kind == "postgres":
-            args += ["--target-database", source.database or "", "--clean"]
+            args += ["--target-database", source.database or ""]
         else:
-            args += ["--target-path", SOURCE_DIR, "--clean"]
+            args += ["--target-path", SOURCE_DIR]
     if command == "drill":
         args += ["--scratch-host", "127.0.0.1", "--scratch-port", "5432", "--scratch-user", "postgres"]
     return args
 
 
-def _env(source: BackupSource | None) -> list[dict[str, Any]]:
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _env(source: BackupSource | None, target: BackupTarget) -> list[dict[str, Any]]:
+    # The namespace goes into the Pushgateway grouping key, so stacks sharing one never collide.
+    env: list[dict[str, Any]] = [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    if target.kind == "s3":
+        assert target.credentials_secret and target.encryption_secret
+        env += [_secret_env(key, target.credentials_secret, key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+        env.append(_secret_env("RESTIC_PASSWORD", target.encryption_secret, "RESTIC_PASSWORD"))
     if source is None or source.kind != "postgres" or not source.password_secret:
-        return []
-    return [{"name": "PGPASSWORD",
-             "valueFrom": {"secretKeyRef": {"name": source.password_secret, "key": source.password_secret_key}}}]
+        return env
+    return [*env, _secret_env("PGPASSWORD", source.password_secret, source.password_secret_key)]
 
 
 class Backup(pulumi.ComponentResource):
@@ -100,12 +115,16 @@ class Backup(pulumi.ComponentResource):
             if target_volume is not None:
                 mounts.append({"name": "target", "mountPath": TARGET_DIR})
                 volumes.append({"name": "target", "persistentVolumeClaim": {"claimName": target_volume}})
+            else:
+                # s3: one run's staging (a dump is verified here before it is sent), bounded by target.size.
+                mounts.append({"name": "target", "mountPath": TARGET_DIR})
+                volumes.append({"name": "target", "emptyDir": {"sizeLimit": backup.target.size}})
             if source is not None and source.kind == "files":
                 mounts.append({"name": "source", "mountPath": SOURCE_DIR, "readOnly": command == "backup"})
                 volumes.append({"name": "source", "persistentVolumeClaim": {"claimName": source.claim_name}})
             container = workload.job_container(
-                name=command, image=image, spec=JOB_RESOURCES, args=backup_args(command, source),
-                env=_env(source), volume_mounts=mounts,
+                name=command, image=image, spec=JOB_RESOURCES, args=backup_args(command, source, backup.pushgateway_url),
+                env=_env(source, backup.target), volume_mounts=mounts,
             )
             return workload.job_pod_spec([container, *(extra_containers or [])], volumes, init_containers)
 

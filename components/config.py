@@ -320,9 +320,6 @@ class PlatformConfig(Model):
                     f"monitoring.rules[{index}].route ({rule.route!r}) names no route "
                     f"(routes: {', '.join(sorted(seen_names))})"
                 )
-        if self.backup.enabled and self.backup.target.kind == "s3":
-            # agent_runtime.recovery refuses S3 until it is tested against a real S3 server.
-            raise ValueError("backup.target.kind: s3 is not supported yet; use pvc")
         if self.backup.enabled and not self.backup.sources:
             raise ValueError("backup.sources: backup.enabled needs at least one source")
         source_names = [s.name for s in self.backup.sources]
@@ -330,6 +327,12 @@ class PlatformConfig(Model):
             raise ValueError(f"backup.sources: duplicate source names in {source_names}")
         if self.environment in ("staging", "prod") and self.backup.enabled and not self.backup.drill.enabled:
             raise ValueError(f"backup.drill.enabled must be true in {self.environment}: an untested backup is a hope")
+        if (self.environment in ("staging", "prod") and self.backup.enabled and self.monitoring.mode != "off"
+                and not self.backup.pushgateway_url):
+            raise ValueError(
+                f"backup.pushgateway_url must be set in {self.environment}: backup and drill Jobs push the "
+                "metrics the backup alerts read there (a Job's pod is gone before Prometheus could scrape it)"
+            )
         for cluster in self.clusters:
             queue = cluster.autoscaling.queue if cluster.autoscaling else None
             if queue is not None and queue.source == "keda" and not self.kubernetes.keda_installed:

@@ -261,6 +261,26 @@ SECRET_VALUE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("a Slack token", re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}")),
     # user:password@ in a URL, unless the password is a $(VAR) or ${VAR} substitution.
     ("a URL with an inline password", re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]+:(?!\$[({])[^/\s@]+@")),
+    # A webhook or presigned URL that authenticates by its query (Slack/Teams-style ?token=, S3's
+    # X-Amz-Signature), unless the value is a substitution.
+    (
+        "a URL with a credential in its query string",
+        re.compile(
+            r"[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s?#\"']*\?(?:[^\s#\"']*&)?"
+            r"(?:access_token|token|api[_\-]?key|apikey|key|secret|password|passwd|sig|signature|auth"
+            r"|x-amz-signature|x-amz-credential|x-amz-security-token)=(?!\$[({])[^&\s#\"']+",
+            re.IGNORECASE,
+        ),
+    ),
+    # An S3 (or S3-compatible: MinIO, SeaweedFS) key pair written out, in env files, JSON or YAML.
+    (
+        "a literal S3 credential",
+        re.compile(
+            r"[\"']?\b(?:aws_)?(?:secret_access_key|access_key_id|secret_key|access_key|secretaccesskey|accesskeyid"
+            r"|minio_root_password|minio_secret_key)\b[\"']?\s*[:=]\s*[\"']?(?!\$[({])[^\s\"',}]{3,}",
+            re.IGNORECASE,
+        ),
+    ),
 ]
 
 SECRETS_HINT = (
@@ -284,8 +304,34 @@ def secret_findings(key: str, value: Any) -> list[str]:
     return findings
 
 
-@resource_rule("no-plaintext-secrets", WORKLOAD_TYPES | {CONFIGMAP})
+# KEDA scalers take their connection settings as trigger metadata (a Prometheus serverAddress,
+# a Redis password...); credentials belong in a TriggerAuthentication that reads a Secret.
+KEDA_SCALED_TYPES = frozenset({"kubernetes:keda.sh/v1alpha1:ScaledObject", "kubernetes:keda.sh/v1alpha1:ScaledJob"})
+
+
+def _keda_trigger_findings(obj: K8sObject, report: Report) -> None:
+    triggers = as_list(dig(obj.props, "spec", "triggers"))
+    if triggers is UNKNOWN:
+        return
+    for index, trigger in enumerate(triggers):
+        metadata = as_dict(trigger.get("metadata")) if isinstance(trigger, dict) else None
+        if not isinstance(metadata, dict):
+            continue
+        for key, value in metadata.items():
+            findings = secret_findings(key, value)
+            if findings:
+                report(
+                    f"{obj.display}: spec.triggers[{index}] ({trigger.get('type')}) metadata '{key}' holds "
+                    f"{' and '.join(findings)} ({redact(value)}) in plaintext. Fix: reference the credential "
+                    f"through a KEDA TriggerAuthentication (secretTargetRef) instead; {SECRETS_HINT}."
+                )
+
+
+@resource_rule("no-plaintext-secrets", WORKLOAD_TYPES | {CONFIGMAP} | KEDA_SCALED_TYPES)
 def validate_no_plaintext_secrets(obj: K8sObject, settings: dict, report: Report) -> None:
+    if obj.resource_type in KEDA_SCALED_TYPES:
+        _keda_trigger_findings(obj, report)
+        return
     if obj.resource_type == CONFIGMAP:
         data = as_dict(dig(obj.props, "data"))
         if data is UNKNOWN:
@@ -328,9 +374,10 @@ def validate_no_plaintext_secrets(obj: K8sObject, settings: dict, report: Report
 
 no_plaintext_secrets = resource_policy(
     validate_no_plaintext_secrets,
-    description="No secrets in plaintext in ConfigMap data or container env values/args (secret-looking "
-    "names such as *_PASSWORD, *_TOKEN, API_KEY, or values such as AWS keys, private keys, sk-... API "
-    "keys, GitHub tokens, user:password@ URLs); env vars from secretKeyRef are fine.",
+    description="No secrets in plaintext in ConfigMap data, container env values/args or KEDA trigger "
+    "metadata (secret-looking names such as *_PASSWORD, *_TOKEN, API_KEY, or values such as AWS keys, "
+    "literal S3 credentials, private keys, sk-... API keys, GitHub tokens, user:password@ URLs, "
+    "?token= webhook URLs); env vars from secretKeyRef are fine.",
     remediation=SECRETS_HINT[0].upper() + SECRETS_HINT[1:] + ".",
     severity=Severity.CRITICAL,
 )

@@ -12,6 +12,7 @@ Envoy for outlier detection, Finagle/Linkerd for retry budgets.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -305,29 +306,47 @@ class BackupSource(Model):
             missing = [f for f in ("host", "database", "user") if getattr(self, f) is None]
             if missing:
                 raise ValueError(f"postgres source needs {', '.join(missing)}")
+            # PostgreSQL silently truncates longer names (NAMEDATALEN - 1), possibly onto another database.
+            if len(self.database.encode()) > 63:
+                raise ValueError(f"database {self.database!r} is {len(self.database.encode())} bytes; PostgreSQL allows 63")
         if self.kind == "files" and not self.claim_name:
             raise ValueError("files source needs claim_name (the PersistentVolumeClaim to read)")
         return self
 
 
 class BackupTarget(Model):
-    """Where backups are written: a PersistentVolumeClaim or an S3-compatible bucket."""
+    """Where backups are written: a PersistentVolumeClaim or an S3-compatible bucket.
+
+    s3: a restic repository at `<endpoint>/<bucket>/<prefix>`, encrypted client-side. Secrets are
+    named, never given: `credentials_secret` holds AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
+    `encryption_secret` holds RESTIC_PASSWORD (agent_runtime.recovery_s3).
+    """
 
     kind: Literal["pvc", "s3"] = "pvc"
     claim_name: str | None = None
     size: str = "20Gi"
     storage_class: str | None = None
     endpoint: str | None = None
-    bucket: str | None = None
-    prefix: str = "backups"
-    credentials_secret: str | None = None
+    bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    prefix: str = Field("backups", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,200}$")
+    region: str = "us-east-1"
+    credentials_secret: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    encryption_secret: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
     # pvc: where backup, restore and drill Jobs mount the claim.
     mount_path: str = "/backups"
 
     @model_validator(mode="after")
     def _complete(self) -> BackupTarget:
-        if self.kind == "s3" and not (self.endpoint and self.bucket and self.credentials_secret):
-            raise ValueError("s3 target needs endpoint, bucket and credentials_secret")
+        if self.kind == "s3":
+            missing = [f for f in ("endpoint", "bucket", "credentials_secret", "encryption_secret") if not getattr(self, f)]
+            if missing:
+                raise ValueError(f"s3 target needs {', '.join(missing)}")
+            assert self.endpoint
+            parts = urllib.parse.urlsplit(self.endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"endpoint {self.endpoint!r} must be an http(s) URL with a host")
+            if parts.username or parts.password or parts.query:
+                raise ValueError("endpoint must not carry credentials or a query: name a Secret in credentials_secret")
         return self
 
 
@@ -338,8 +357,6 @@ class RestoreDrillConfig(Model):
     schedule: str = "30 4 * * *"
     rto_target_seconds: PositiveSeconds = 900.0
     rpo_target_seconds: PositiveSeconds = 86400.0
-    # Pushgateway the drill pushes its metrics to; None writes a textfile instead.
-    pushgateway_url: str | None = None
 
 
 class BackupConfig(Model):
@@ -348,10 +365,27 @@ class BackupConfig(Model):
     enabled: bool = False
     schedule: str = "0 3 * * *"
     retention_count: int = Field(7, ge=1)
+    # s3 targets: also forget backups older than this (never the newest), in the store itself.
+    retention_max_age_days: float | None = Field(None, gt=0)
     compression_level: int = Field(6, ge=0, le=9)
     sources: tuple[BackupSource, ...] = ()
     target: BackupTarget = BackupTarget()
     drill: RestoreDrillConfig = RestoreDrillConfig()
+    # Where the backup and drill Jobs push their metrics (Prometheus' answer for batch jobs: a
+    # Job's pod is gone before any scrape). None: they push nowhere, and say so in their log.
+    pushgateway_url: str | None = None
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _pushgateway(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"pushgateway_url {url!r} must be an http(s) URL with a host")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("pushgateway_url must not carry credentials, a query or a fragment")
+        return url
 
 
 class RuntimeConfig(Model):

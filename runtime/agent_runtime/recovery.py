@@ -4,17 +4,26 @@
   target directory (the backup PVC), atomically (`agent_runtime.recovery_store`), with a manifest
   of sizes, SHA-256 checksums, source and timestamps; then retention keeps the newest
   `retention_count` complete backups. Writes `agent_backup_last_success_timestamp_seconds`.
-- verify: checksums and sizes against the manifest, then `pg_restore --list` (or a full read of
-  the tar). A corrupted or truncated backup fails here, and restore and drill verify first, so it
-  is never restored.
-- restore: into a target database (or directory); refuses an unverified backup.
-- drill: restores the newest backup of each source into a scratch database (directory), checks
+- verify: checksums and sizes against the manifest, then a full read of every byte (pg_restore
+  decodes the whole dump; every tar member is held to the manifest). A corrupted, truncated or
+  hostile backup fails here, and restore and drill verify first, so it is never restored.
+- restore: into a target database (or directory); refuses an unverified backup, and refuses a
+  target that already holds data unless `--replace <target>` repeats its name for that run.
+  A restore that fails leaves the target as it was.
+- drill: restores the newest backup of each source into a scratch database (directory) that it
+  creates, marks and later drops itself (never one it did not create), checks
   row counts and content checksums (file checksums) against the manifest, measures RTO (time to
   restored and checked) and RPO (age of the newest restorable point), compares them with the
   targets, writes `agent_restore_drill_*` metrics to a textfile or a Pushgateway, and exits
   non-zero when anything was missed.
 
-Exit codes: 0 ok, 1 failed or targets missed, 2 bad usage or config, 3 backup invalid (refused).
+Exit codes (restore, verify, drill, backup):
+  0 ok
+  1 failed (a restore that failed changed nothing), or the drill missed its targets
+  2 bad usage or config
+  3 backup invalid, damaged or unsafe (a `../` or absolute member, an escaping symlink, a
+    hardlink, a FIFO or device): refused, nothing written
+  4 restore target not empty: refused, nothing written; the message names what it holds
 The database password comes from PGPASSWORD (a Kubernetes Secret), never from the config.
 """
 
@@ -39,22 +48,30 @@ from pydantic import ValidationError
 
 from .config import BackupConfig, BackupSource, ConfigError, format_validation_error
 from .metrics_signals import BACKUP_LAST_SUCCESS, DRILL_LAST_SUCCESS, DRILL_RPO, DRILL_RTO
+from .recovery_files import (
+    FILES_ARCHIVE,
+    UnsafeArchive,
+    backup_files,
+    restore_files,
+    tree_checksums,
+    verify_files_archive,
+)
 from .recovery_sources import (
     DUMP_FILE,
-    FILES_ARCHIVE,
+    CreatedDatabase,
     PgConn,
     PsqlSession,
     RecoveryError,
-    backup_files,
-    drop_database,
+    TargetNotEmpty,
+    check_identifier,
+    create_scratch_database,
+    drop_created_database,
     dump_postgres,
-    restore_files,
     restore_postgres,
     table_stats,
-    tree_checksums,
     verify_dump,
-    verify_files_archive,
 )
+from .recovery_s3 import ResticRepository
 from .recovery_store import Backup, BackupStore, VerifyResult, atomic_write
 
 __all__ = [
@@ -72,7 +89,7 @@ __all__ = [
 
 log = logging.getLogger("agent_runtime.recovery")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INVALID = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_EMPTY = 0, 1, 2, 3, 4
 
 
 class BackupInvalid(RecoveryError):
@@ -151,9 +168,13 @@ def restore_backup(
     conn: PgConn | None = None,
     target_dir: Path | None = None,
     create: bool = False,
-    clean: bool = False,
+    replace: str | None = None,
 ) -> VerifyResult:
-    """Verify, then restore; raises BackupInvalid (and restores nothing) if verification fails."""
+    """Verify, then restore; raises BackupInvalid (and restores nothing) if verification fails.
+
+    A target that holds data raises TargetNotEmpty unless `replace` repeats its name (the
+    database name, or the directory as given).
+    """
     result = verify_backup(store, backup)
     if not result.ok:
         raise BackupInvalid(result)
@@ -161,11 +182,11 @@ def restore_backup(
     if kind == "postgres":
         if conn is None:
             raise RecoveryError("a postgres backup needs a target database")
-        restore_postgres(conn, backup.file(DUMP_FILE), create=create, clean=clean)
+        restore_postgres(conn, backup.file(DUMP_FILE), create=create, replace=replace, recovery_point=backup.snapshot_at)
     else:
         if target_dir is None:
             raise RecoveryError("a files backup needs a target directory")
-        restore_files(backup.file(FILES_ARCHIVE), target_dir, clean=clean)
+        restore_files(backup.file(FILES_ARCHIVE), target_dir, replace=replace)
     return result
 
 
@@ -259,14 +280,18 @@ def drill(
         sd.backup_id = backup.id
         sd.rpo_seconds = max(0.0, started - backup.snapshot_at)
         scratch_dir: Path | None = None
-        scratch_db = None
-        conn = None
+        scratch_db: CreatedDatabase | None = None
         try:
             if source.kind == "postgres":
-                scratch_db = f"{source.database}_drill_{int(started)}"[:63]
                 server = scratch_server or (source.host, source.port, source.user)
-                conn = PgConn(server[0], server[1], server[2], scratch_db)
-                restore_backup(store, backup, conn=conn, create=True)
+                admin = PgConn(server[0], server[1], server[2], "postgres")
+                # Verified before anything is created, so a bad backup leaves no scratch behind.
+                verified = verify_backup(store, backup)
+                if not verified.ok:
+                    raise BackupInvalid(verified)
+                scratch_db = create_scratch_database(admin, source.database or source.name, started)
+                conn = PgConn(server[0], server[1], server[2], scratch_db.name)
+                restore_backup(store, backup, conn=conn)
                 session = PsqlSession(conn)
                 try:
                     want = backup.manifest["postgres"]["tables"]
@@ -287,13 +312,16 @@ def drill(
             sd.problems.append(str(exc))
         finally:
             if not keep_scratch:
-                if scratch_db is not None and conn is not None:
+                if scratch_db is not None:
                     try:
-                        drop_database(conn, scratch_db)
+                        drop_created_database(scratch_db)
                     except RecoveryError as exc:
-                        log.warning("could not drop scratch database %s: %s", scratch_db, exc)
+                        log.warning("could not drop scratch database %s: %s", scratch_db.name, exc)
+                        sd.problems.append(f"scratch database {scratch_db.name} left behind: {exc}")
                 if scratch_dir is not None:
                     shutil.rmtree(scratch_dir, ignore_errors=True)
+            elif scratch_db is not None:
+                _log("scratch database kept", source=source.name, database=scratch_db.name)
     rto = time.monotonic() - t0
     rpo = max((s.rpo_seconds for s in results), default=math.inf)
     return DrillReport(started, rto, rpo, rto_target_seconds, rpo_target_seconds, results)
@@ -423,7 +451,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--target-user")
     p.add_argument("--target-path", help="files: directory to restore into")
     p.add_argument("--create", action="store_true", help="create the target database if missing")
-    p.add_argument("--clean", action="store_true", help="replace what the target already holds")
+    p.add_argument(
+        "--replace", metavar="TARGET",
+        help="restore into a target that holds data: repeat the target database name (or --target-path) "
+        "to confirm, for this run only; the objects in the backup are replaced",
+    )
+    # Gone: it replaced silently whatever the target held. Kept only to explain what replaces it.
+    p.add_argument("--clean", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cli(_cmd_restore))
 
     p = subparsers.add_parser("drill", help="restore the newest backups into scratch space and measure RTO/RPO")
@@ -447,16 +481,31 @@ def _cli(func: Any) -> Any:
         except ConfigError as exc:
             print(str(exc), file=sys.stderr)
             return EXIT_USAGE
+        finally:
+            staging = getattr(args, "_staging", None)
+            if staging:
+                shutil.rmtree(staging, ignore_errors=True)
 
     run.__name__ = func.__name__
     return run
 
 
-def _setup(args: argparse.Namespace) -> tuple[BackupConfig, BackupStore, list[BackupSource]]:
+def _setup(
+    args: argparse.Namespace,
+) -> tuple[BackupConfig, BackupStore, list[BackupSource], ResticRepository | None]:
+    """The config, the local store (the volume, or a staging directory for s3), the sources, the remote."""
     config = load_backup_config(args.config)
-    if config.target.kind != "pvc" and not args.target_dir:
-        raise ConfigError(f"{args.config}: target.kind {config.target.kind!r} is not supported yet; use a pvc target")
-    store = BackupStore(args.target_dir or config.target.mount_path)
+    remote = None
+    if config.target.kind == "s3":
+        try:
+            remote = ResticRepository(config.target)
+        except RecoveryError as exc:
+            raise ConfigError(f"{args.config}: {exc}") from None
+        # Staging for one run only: made here, removed by _cli when the command ends.
+        args._staging = tempfile.mkdtemp(prefix="agent-backup-staging-", dir=args.target_dir)
+        store = BackupStore(args._staging)
+    else:
+        store = BackupStore(args.target_dir or config.target.mount_path)
     by_name = {s.name: s for s in config.sources}
     unknown = [n for n in args.source if n not in by_name]
     if unknown:
@@ -464,11 +513,37 @@ def _setup(args: argparse.Namespace) -> tuple[BackupConfig, BackupStore, list[Ba
     sources = [by_name[n] for n in args.source] if args.source else list(config.sources)
     if not sources:
         raise ConfigError(f"{args.config}: backup.sources is empty")
-    return config, store, sources
+    return config, store, sources, remote
+
+
+def _get(store: BackupStore, remote: ResticRepository | None, source: str, backup_id: str = "latest") -> Backup:
+    """A backup from the volume, or fetched from the repository into staging (LookupError if none)."""
+    return remote.fetch(source, backup_id, store) if remote is not None else store.get(source, backup_id)
+
+
+def _grouping(key: dict[str, str]) -> dict[str, str]:
+    """The Pushgateway group: the namespace too (the downward API's POD_NAMESPACE), so two stacks
+    sharing one Pushgateway never overwrite each other's series."""
+    namespace = os.environ.get("POD_NAMESPACE")
+    return {**({"namespace": namespace} if namespace else {}), **key}
+
+
+def _export(series: Series, *, textfile: str | None, pushgateway: str | None, job: str,
+            grouping_key: dict[str, str]) -> bool:
+    """write_metrics, logged; False if the metrics could not be delivered (the alert would go blind)."""
+    if not textfile and not pushgateway:
+        _log("metrics not exported: neither --textfile nor --pushgateway (backup.pushgateway_url) is set", job=job)
+        return True
+    try:
+        write_metrics(series, textfile=textfile, pushgateway=pushgateway, job=job, grouping_key=grouping_key)
+    except OSError as exc:  # URLError and HTTPError are OSErrors
+        _log("metrics export failed", job=job, textfile=textfile, pushgateway=pushgateway, error=str(exc))
+        return False
+    return True
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
-    config, store, sources = _setup(args)
+    config, store, sources, remote = _setup(args)
     keep = args.keep or config.retention_count
     failed = 0
     for source in sources:
@@ -477,13 +552,22 @@ def _cmd_backup(args: argparse.Namespace) -> int:
             backup = backup_source(
                 store, source, compression_level=config.compression_level, files_root_override=args.files_root
             )
+            if remote is not None:
+                # Read back in full before it is sent, so the store never holds an unverified backup.
+                verified = verify_backup(store, backup)
+                if not verified.ok:
+                    raise BackupInvalid(verified)
+                remote.ensure()
+                remote.push(backup)
+                removed = remote.apply_retention(source.name, keep, config.retention_max_age_days)
+            else:
+                removed = store.apply_retention(source.name, keep)
         except (RecoveryError, OSError) as exc:
             failed += 1
             _log("backup failed", source=source.name, error=str(exc))
             continue
         size = sum(f["size"] for f in backup.manifest["files"])
         seconds = time.monotonic() - t0
-        removed = store.apply_retention(source.name, keep)
         _log(
             "backup complete",
             source=source.name,
@@ -494,27 +578,33 @@ def _cmd_backup(args: argparse.Namespace) -> int:
             removed=removed,
         )
         labels = (("source", source.name),)
-        write_metrics(
+        pushed = _export(
             {
                 (BACKUP_LAST_SUCCESS, labels): backup.manifest["finished_at"],
                 ("agent_backup_size_bytes", labels): float(size),
                 ("agent_backup_duration_seconds", labels): seconds,
             },
             textfile=args.textfile,
-            pushgateway=args.pushgateway,
+            pushgateway=args.pushgateway or config.pushgateway_url,
             job="agent-backup",
-            grouping_key={"source": source.name},
+            grouping_key=_grouping({"source": source.name}),
         )
+        failed += not pushed
     return EXIT_FAILED if failed else EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    _, store, sources = _setup(args)
+    _, store, sources, remote = _setup(args)
     bad = 0
     for source in sources:
         try:
-            backups = store.backups(source.name) if args.backup == "all" else [store.get(source.name, args.backup)]
-        except LookupError as exc:
+            if args.backup != "all":
+                backups = [_get(store, remote, source.name, args.backup)]
+            elif remote is not None:
+                backups = [remote.fetch(source.name, s.backup_id, store) for s in remote.snapshots(source.name)]
+            else:
+                backups = store.backups(source.name)
+        except (LookupError, RecoveryError) as exc:
             _log("verify failed", source=source.name, error=str(exc))
             bad += 1
             continue
@@ -529,20 +619,32 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    _, store, sources = _setup(args)
+    _, store, sources, remote = _setup(args)
     if len(sources) != 1:
         raise ConfigError("restore needs exactly one --source")
     source = sources[0]
+    if args.clean:
+        raise ConfigError(
+            "--clean is gone: a restore into a target that holds data now needs --replace <target>, "
+            "naming the target database (or --target-path) for this run"
+        )
     try:
-        backup = store.get(source.name, args.backup)
+        backup = _get(store, remote, source.name, args.backup)
     except LookupError as exc:
         _log("restore refused", source=source.name, error=str(exc))
         return EXIT_INVALID
+    except RecoveryError as exc:
+        _log("restore failed", source=source.name, error=str(exc))
+        return EXIT_FAILED
     conn = None
     target_dir = None
     if source.kind == "postgres":
         if not args.target_database:
             raise ConfigError("restore of a postgres source needs --target-database")
+        try:
+            check_identifier(args.target_database, "--target-database")
+        except RecoveryError as exc:
+            raise ConfigError(str(exc)) from None
         conn = PgConn(
             args.target_host or source.host or "",
             args.target_port or source.port,
@@ -555,10 +657,16 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         target_dir = Path(args.target_path)
     t0 = time.monotonic()
     try:
-        restore_backup(store, backup, conn=conn, target_dir=target_dir, create=args.create, clean=args.clean)
+        restore_backup(store, backup, conn=conn, target_dir=target_dir, create=args.create, replace=args.replace)
     except BackupInvalid as exc:
         _log("restore refused", source=source.name, backup=backup.id, problems=exc.result.problems)
         return EXIT_INVALID
+    except UnsafeArchive as exc:
+        _log("restore refused", source=source.name, backup=backup.id, problems=[str(exc)])
+        return EXIT_INVALID
+    except TargetNotEmpty as exc:
+        _log("restore refused", source=source.name, backup=backup.id, error=str(exc))
+        return EXIT_NOT_EMPTY
     except (RecoveryError, OSError) as exc:
         _log("restore failed", source=source.name, backup=backup.id, error=str(exc))
         return EXIT_FAILED
@@ -567,7 +675,15 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
-    config, store, sources = _setup(args)
+    config, store, sources, remote = _setup(args)
+    fetch_started = time.monotonic()
+    if remote is not None:
+        # Fetched into staging first; a source whose fetch fails has no backup, and the drill says so.
+        for source in sources:
+            try:
+                remote.fetch(source.name, "latest", store)
+            except (LookupError, RecoveryError) as exc:
+                _log("drill fetch failed", source=source.name, error=str(exc))
     rto_target = args.rto_target or config.drill.rto_target_seconds
     rpo_target = args.rpo_target or config.drill.rpo_target_seconds
     report = drill(
@@ -578,6 +694,9 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         keep_scratch=args.keep_scratch,
         scratch_server=(args.scratch_host, args.scratch_port, args.scratch_user) if args.scratch_host else None,
     )
+    if remote is not None:
+        # The download from the store is part of the time to recover.
+        report.rto_seconds = time.monotonic() - fetch_started
     series: Series = {
         (DRILL_RTO, ()): report.rto_seconds,
         (DRILL_RPO, ()): report.rpo_seconds if math.isfinite(report.rpo_seconds) else float("inf"),
@@ -586,13 +705,16 @@ def _cmd_drill(args: argparse.Namespace) -> int:
     }
     if report.ok:
         series[(DRILL_LAST_SUCCESS, ())] = time.time()
-    write_metrics(
+    pushed = _export(
         series,
         textfile=args.textfile,
-        pushgateway=args.pushgateway or config.drill.pushgateway_url,
+        pushgateway=args.pushgateway or config.pushgateway_url,
         job="agent-restore-drill",
+        grouping_key=_grouping({}),
     )
     print(json.dumps(report.as_dict()))
+    if not pushed:
+        return EXIT_FAILED
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

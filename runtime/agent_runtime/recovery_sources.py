@@ -1,24 +1,28 @@
-"""What a backup reads and a restore writes: PostgreSQL databases and directories of files.
+"""PostgreSQL sources: what a backup reads and a restore writes.
 
-PostgreSQL: `pg_dump --format=custom` (compressed by pg_dump itself) taken inside an exported
-snapshot that a psql session holds open, so the per-table row counts and content checksums
-written to the manifest describe exactly the rows in the dump; a drill recomputes them on the
-restored copy. Restores use `pg_restore --single-transaction --exit-on-error`: all or nothing.
+`pg_dump --format=custom` (compressed by pg_dump itself) is taken inside an exported snapshot
+that a psql session holds open, so the per-table row counts and content checksums written to the
+manifest describe exactly the rows in the dump; a drill recomputes them on the restored copy.
 
-Files: a gzip-compressed tar streamed straight to the backup volume, with the SHA-256 of every
-regular file recorded in the manifest and checked again when verifying and after a restore.
+Safety, in the order an operator meets it:
+- Verify decodes the whole archive (`pg_restore --file=/dev/null`, every data block), not just
+  its table of contents: a dump cut short fails here even when its manifest agrees with it.
+- A restore into a database that holds tables is refused (`TargetNotEmpty`), naming the tables,
+  their row counts and the newest timestamp found, unless the operator repeats the target's name
+  in `replace` for that run (Velero's default of never overwriting what exists is the anchor).
+- `pg_restore --single-transaction --exit-on-error`: all or nothing, so a failed restore leaves
+  an existing target as it was; a database the restore created itself is dropped again.
+- Only a database this process created is ever dropped (`CreatedDatabase`): creation is recorded
+  in memory, and an owner marker (the database's comment, a random token) is checked before the
+  `DROP`. A name is never trusted: PostgreSQL silently truncates identifiers to 63 bytes, so
+  every name is checked against that limit first and scratch names are built to fit it.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import shutil
-import stat
+import secrets
 import subprocess
-import tarfile
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,26 +33,34 @@ from .recovery_store import CHUNK, PartialBackup
 
 __all__ = [
     "DUMP_FILE",
-    "FILES_ARCHIVE",
+    "MAX_IDENTIFIER_BYTES",
+    "CreatedDatabase",
     "PgConn",
     "PsqlSession",
     "RecoveryError",
-    "backup_files",
+    "TargetNotEmpty",
+    "check_identifier",
+    "create_database",
+    "create_scratch_database",
+    "drop_created_database",
     "dump_postgres",
-    "restore_files",
     "restore_postgres",
     "table_stats",
-    "tree_checksums",
     "verify_dump",
-    "verify_files_archive",
 ]
 
 DUMP_FILE = "data.dump"
-FILES_ARCHIVE = "files.tar.gz"
+# NAMEDATALEN - 1: PostgreSQL truncates longer identifiers (with only a NOTICE).
+MAX_IDENTIFIER_BYTES = 63
+OWNER_MARKER_PREFIX = "agent-platform created "
 
 
 class RecoveryError(RuntimeError):
     """A backup or restore step failed; the message says which and why."""
+
+
+class TargetNotEmpty(RecoveryError):
+    """The restore target already holds data and the run did not say to replace it."""
 
 
 @dataclass(frozen=True)
@@ -203,61 +215,205 @@ def dump_postgres(conn: PgConn, partial: PartialBackup, *, compression_level: in
 
 
 def verify_dump(path: Path) -> list[str]:
-    """`pg_restore --list`: the archive's table of contents must read to the end."""
-    result = subprocess.run([find_pg_bin("pg_restore"), "--list", str(path)], capture_output=True, text=True)
-    if result.returncode != 0:
-        return [f"{path.name}: pg_restore --list failed: {result.stderr.strip()[:300]}"]
-    entries = [ln for ln in result.stdout.splitlines() if ln and not ln.startswith(";")]
-    if not entries:
+    """Decode the whole archive: its table of contents and every data block.
+
+    `pg_restore --list` reads only the table of contents, so a dump cut at 60% passes it; writing
+    the archive out as a script to /dev/null makes pg_restore read and decompress every byte.
+    """
+    pg_restore = find_pg_bin("pg_restore")
+    listing = subprocess.run([pg_restore, "--list", str(path)], capture_output=True, text=True)
+    if listing.returncode != 0:
+        return [f"{path.name}: pg_restore --list failed: {listing.stderr.strip()[:300]}"]
+    if not [ln for ln in listing.stdout.splitlines() if ln and not ln.startswith(";")]:
         return [f"{path.name}: pg_restore --list shows no entries"]
+    full = subprocess.run([pg_restore, "--file=/dev/null", str(path)], capture_output=True, text=True)
+    if full.returncode != 0:
+        return [f"{path.name}: truncated or damaged (pg_restore could not read it through): {full.stderr.strip()[:300]}"]
     return []
 
 
-def _database_exists(conn: PgConn, database: str) -> bool:
-    session = PsqlSession(conn, "postgres")
-    try:
-        rows = session.query(f"SELECT 1 FROM pg_database WHERE datname = '{database.replace(chr(39), chr(39) * 2)}'")
-    finally:
-        session.close()
-    return bool(rows)
+def check_identifier(name: str, what: str) -> str:
+    """A PostgreSQL identifier as given, or RecoveryError if PostgreSQL would alter it."""
+    size = len(name.encode())
+    if not name or "\x00" in name:
+        raise RecoveryError(f"{what} {name!r} is not a valid database name")
+    if size > MAX_IDENTIFIER_BYTES:
+        raise RecoveryError(
+            f"{what} {name!r} is {size} bytes; PostgreSQL names are at most {MAX_IDENTIFIER_BYTES} bytes "
+            "and it would silently truncate this one, possibly to the name of another database"
+        )
+    return name
 
 
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def create_database(conn: PgConn, database: str) -> None:
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _database_exists(conn: PgConn, database: str) -> bool:
+    session = PsqlSession(conn, "postgres")
+    try:
+        rows = session.query(f"SELECT 1 FROM pg_database WHERE datname = {_quote_literal(database)}")
+    finally:
+        session.close()
+    return bool(rows)
+
+
+@dataclass(frozen=True)
+class CreatedDatabase:
+    """A database this process created, with the owner marker it wrote on it."""
+
+    conn: PgConn
+    name: str
+    marker: str
+
+
+def create_database(conn: PgConn, database: str, *, purpose: str) -> CreatedDatabase:
+    """CREATE DATABASE (which fails if it exists) and mark it as ours."""
+    check_identifier(database, "database")
+    marker = f"{OWNER_MARKER_PREFIX}{purpose} {secrets.token_hex(8)}"
     session = PsqlSession(conn, "postgres")
     try:
         session.query(f"CREATE DATABASE {_quote_ident(database)}")
+        created = CreatedDatabase(conn, database, marker)
+        session.query(f"COMMENT ON DATABASE {_quote_ident(database)} IS {_quote_literal(marker)}")
     finally:
         session.close()
+    return created
 
 
-def drop_database(conn: PgConn, database: str) -> None:
-    session = PsqlSession(conn, "postgres")
+def scratch_name(base: str, started: float) -> str:
+    """`<base>_drill_<utc time>_<random>`, the base cut (on a character boundary) to fit 63 bytes."""
+    suffix = f"_drill_{time.strftime('%Y%m%d%H%M%S', time.gmtime(started))}_{secrets.token_hex(3)}"
+    room = MAX_IDENTIFIER_BYTES - len(suffix)
+    prefix = base.encode()[:room].decode(errors="ignore")
+    return prefix + suffix
+
+
+def create_scratch_database(conn: PgConn, base: str, started: float) -> CreatedDatabase:
+    """A new, empty, marked database whose name differs from every existing one."""
+    last: RecoveryError | None = None
+    for _ in range(3):
+        name = scratch_name(base, started)
+        if name == base or _database_exists(conn, name):
+            continue
+        try:
+            return create_database(conn, name, purpose="drill scratch")
+        except RecoveryError as exc:  # lost a race for the name: pick another
+            last = exc
+    raise RecoveryError(f"could not create a scratch database for {base!r}: {last or 'every name was taken'}")
+
+
+def drop_created_database(created: CreatedDatabase) -> None:
+    """DROP a database this process created, after checking it still carries our marker."""
+    session = PsqlSession(created.conn, "postgres")
     try:
-        session.query(f"DROP DATABASE IF EXISTS {_quote_ident(database)} WITH (FORCE)")
+        rows = session.query(
+            # A leading column, since psql prints an empty comment as an empty line (which reads as no row).
+            "SELECT 'db', coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database "
+            f"WHERE datname = {_quote_literal(created.name)}"
+        )
+        if not rows:
+            return
+        found = rows[0][1] if len(rows[0]) > 1 else ""
+        if found != created.marker:
+            raise RecoveryError(
+                f"not dropping database {created.name!r}: it does not carry the marker this run wrote "
+                f"(found {found[:80]!r}), so it is not the one this run created"
+            )
+        session.query(f"DROP DATABASE {_quote_ident(created.name)} WITH (FORCE)")
     finally:
         session.close()
 
 
-def restore_postgres(conn: PgConn, dump: Path, *, create: bool = False, clean: bool = False) -> None:
-    """pg_restore into `conn.database` in one transaction; refuses a non-empty database unless clean."""
-    exists = _database_exists(conn, conn.database)
-    if not exists:
+_TIME_COLUMNS = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       coalesce(string_agg(quote_ident(a.attname), ',' ORDER BY a.attnum)
+                FILTER (WHERE a.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype)), '')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+GROUP BY 1 ORDER BY 1
+"""
+
+
+@dataclass(frozen=True)
+class TableContents:
+    table: str
+    rows: int
+    newest: str | None  # newest timestamp/date value in the table, UTC, if it has such columns
+    newest_epoch: float | None
+
+
+def database_contents(conn: PgConn) -> list[TableContents]:
+    """Every user table with its exact row count and newest timestamp."""
+    session = PsqlSession(conn)
+    out = []
+    try:
+        session.query("SET TimeZone = 'UTC'")
+        for table, columns in session.query(_TIME_COLUMNS) or []:
+            cols = [c for c in columns.split(",") if c]
+            newest = (
+                "greatest(" + ", ".join(f"max({c})::timestamptz" for c in cols) + ")" if cols else "NULL::timestamptz"
+            )
+            ((rows, text, epoch),) = session.query(
+                f"SELECT count(*), coalesce(({newest})::text, ''), coalesce(extract(epoch FROM {newest})::text, '') "
+                f"FROM ONLY {table}"
+            )
+            out.append(TableContents(table, int(rows), text or None, float(epoch) if epoch else None))
+    finally:
+        session.close()
+    return out
+
+
+def describe_contents(contents: list[TableContents], recovery_point: float | None) -> str:
+    total = sum(t.rows for t in contents)
+    stamps = [t for t in contents if t.newest_epoch is not None]
+    newest = max(stamps, key=lambda t: t.newest_epoch or 0.0) if stamps else None
+    parts = [f"{len(contents)} table(s), {total} row(s)"]
+    if newest is not None:
+        parts.append(f"newest timestamp {newest.newest} (in {newest.table})")
+        if recovery_point is not None and (newest.newest_epoch or 0.0) > recovery_point:
+            point = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(recovery_point))
+            parts.append(f"which is newer than the backup's recovery point {point}: those rows would be lost")
+    listed = "; ".join(
+        f"{t.table}: {t.rows} row(s)" + (f", newest {t.newest}" if t.newest else "") for t in contents[:10]
+    )
+    more = f"; and {len(contents) - 10} more" if len(contents) > 10 else ""
+    return ", ".join(parts) + f" [{listed}{more}]"
+
+
+def restore_postgres(
+    conn: PgConn,
+    dump: Path,
+    *,
+    create: bool = False,
+    replace: str | None = None,
+    recovery_point: float | None = None,
+) -> CreatedDatabase | None:
+    """pg_restore into `conn.database` in one transaction; returns the database if it created it.
+
+    A target holding tables is refused unless `replace` repeats its name; then the objects in
+    the dump are dropped and recreated in the same transaction (objects the dump does not hold
+    are left alone). On failure nothing is changed, and a database created here is dropped.
+    """
+    check_identifier(conn.database, "target database")
+    created = None
+    found: list[TableContents] = []
+    if not _database_exists(conn, conn.database):
         if not create:
             raise RecoveryError(f"database {conn.database!r} does not exist (pass --create to create it)")
-        create_database(conn, conn.database)
+        created = create_database(conn, conn.database, purpose="restore")
     else:
-        session = PsqlSession(conn)
-        try:
-            tables = session.query(_TABLES)
-        finally:
-            session.close()
-        if tables and not clean:
-            raise RecoveryError(
-                f"database {conn.database!r} already has {len(tables)} table(s); pass --clean to replace them"
+        found = database_contents(conn)
+        if found and replace != conn.database:
+            raise TargetNotEmpty(
+                f"database {conn.database!r} is not empty: {describe_contents(found, recovery_point)}. "
+                f"Nothing was changed. To replace what the backup holds, run again with --replace {conn.database}"
             )
     cmd = [
         find_pg_bin("pg_restore"),
@@ -265,131 +421,16 @@ def restore_postgres(conn: PgConn, dump: Path, *, create: bool = False, clean: b
         "--single-transaction",
         "--no-owner",
         "--no-privileges",
-        *(["--clean", "--if-exists"] if clean else []),
+        *(["--clean", "--if-exists"] if found else []),
         *conn.args(),
         str(dump),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=conn.env())
     if result.returncode != 0:
-        raise RecoveryError(f"pg_restore into {conn.database} failed: {result.stderr.strip()[:1000]}")
-
-
-# ---------------------------------------------------------------------------------------------
-# files
-
-
-class _HashingReader:
-    def __init__(self, f: BinaryIO) -> None:
-        self.f = f
-        self.hash = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.hash.update(data)
-        return data
-
-
-def backup_files(root: Path, partial: PartialBackup, *, compression_level: int) -> dict[str, Any]:
-    """Tar + gzip `root` into the partial backup, recording every regular file's SHA-256."""
-    if not root.is_dir():
-        raise RecoveryError(f"files source {root} is not a directory")
-    started = time.time()
-    entries: dict[str, dict[str, Any]] = {}
-    total = 0
-    writer = partial.open(FILES_ARCHIVE)
-    # Stream mode ("w|") into gzip: nothing seeks, so the archive is written once, straight to
-    # the volume, with its checksum computed on the way.
-    gz = gzip.GzipFile(filename="", mode="wb", fileobj=writer, compresslevel=compression_level)  # type: ignore[arg-type]
-    with gz, tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            base = Path(dirpath)
-            for name in sorted(filenames) + [d for d in dirnames if (base / d).is_symlink()]:
-                path = base / name
-                rel = path.relative_to(root).as_posix()
-                st = path.lstat()
-                if stat.S_ISREG(st.st_mode):
-                    info = tar.gettarinfo(str(path), arcname=rel)
-                    with open(path, "rb") as f:
-                        reader = _HashingReader(f)
-                        tar.addfile(info, reader)  # type: ignore[arg-type]
-                    entries[rel] = {"size": info.size, "sha256": reader.hash.hexdigest()}
-                    total += info.size
-                elif stat.S_ISLNK(st.st_mode):
-                    tar.add(str(path), arcname=rel, recursive=False)
-                    entries[rel] = {"link": os.readlink(path)}
-            for d in dirnames:
-                if not (base / d).is_symlink():
-                    tar.add(str(base / d), arcname=(base / d).relative_to(root).as_posix(), recursive=False)
-    partial.add(writer)
-    return {"snapshot_at": started, "source_bytes": total, "tree": {"root": str(root), "entries": entries}}
-
-
-def verify_files_archive(path: Path, entries: dict[str, dict[str, Any]]) -> list[str]:
-    """Read the whole archive (gzip CRCs included) and check each file against the manifest."""
-    problems = []
-    seen = set()
-    try:
-        with tarfile.open(path, mode="r|gz") as tar:
-            for member in tar:
-                if member.isfile():
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    h = hashlib.sha256()
-                    while chunk := f.read(CHUNK):
-                        h.update(chunk)
-                    want = entries.get(member.name)
-                    if want is None or want.get("sha256") != h.hexdigest():
-                        problems.append(f"{member.name}: content differs from the manifest")
-                seen.add(member.name)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        return [f"{path.name}: unreadable archive: {exc}"]
-    missing = sorted(set(entries) - seen)
-    if missing:
-        problems.append(f"{len(missing)} file(s) in the manifest missing from the archive: {', '.join(missing[:5])}")
-    return problems
-
-
-def tree_checksums(root: Path) -> dict[str, dict[str, Any]]:
-    """The same per-file entries `backup_files` records, computed on a directory."""
-    out: dict[str, dict[str, Any]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
-            path = base / name
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                out[rel] = {"link": os.readlink(path)}
-            elif path.is_file():
-                h = hashlib.sha256()
-                with open(path, "rb") as f:
-                    while chunk := f.read(CHUNK):
-                        h.update(chunk)
-                out[rel] = {"size": path.stat().st_size, "sha256": h.hexdigest()}
-    return out
-
-
-def restore_files(archive: Path, target: Path, *, clean: bool = False) -> None:
-    """Extract into a staging directory inside `target`, then move the files into place.
-
-    Staging inside the target keeps one filesystem (the target is often a volume's mount point,
-    which cannot itself be replaced); a failed extraction leaves the target as it was.
-    Refuses a non-empty target unless `clean`.
-    """
-    target.mkdir(parents=True, exist_ok=True)
-    existing = [p for p in target.iterdir() if not p.name.startswith(".restore-")]
-    if existing and not clean:
-        raise RecoveryError(f"{target} is not empty; pass --clean to replace its contents")
-    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=target))
-    try:
-        with tarfile.open(archive, mode="r|gz") as tar:
-            tar.extractall(staging, filter="data")  # no absolute paths, nothing escapes the target
-        for p in existing:
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
-        for child in staging.iterdir():
-            os.rename(child, target / child.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if created is not None:
+            drop_created_database(created)
+        left = "was dropped again" if created is not None else "is as it was (the transaction rolled back)"
+        raise RecoveryError(
+            f"pg_restore into {conn.database} failed, and the database {left}: {result.stderr.strip()[:1000]}"
+        )
+    return created

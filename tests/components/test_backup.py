@@ -28,7 +28,7 @@ def test_each_source_gets_a_forbid_concurrency_backup_and_a_restore_template(run
     assert backup["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"
     container = backup["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][:1] == ["backup"] and "agent-state" in container["args"]
-    assert container["env"] == [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
+    assert container["env"][1:] == [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
         "name": "agent-state-db", "key": "password"}}}]
     assert jobs["restore-agent-state"]["spec"]["suspend"] is True
 
@@ -93,9 +93,68 @@ def test_job_arguments_and_settings_are_what_the_runtime_accepts(run_stack, tmp_
         assert parsed.command == args[0] and parsed.config == "/etc/agent-backup/backup.json"
 
 
-def test_s3_target_is_refused_until_the_runtime_supports_it():
+def test_s3_target_takes_its_credentials_and_key_from_secrets(run_stack):
+    values = copy.deepcopy(stack_values("prod"))
+    values["backup"]["target"] = {"kind": "s3", "endpoint": "https://s3.backup.example.com", "bucket": "agent-backups",
+                                  "credentials_secret": "backup-s3", "encryption_secret": "backup-key", "size": "50Gi"}
+    mocks = run_stack(values, "prod")
+    assert mocks.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
+    pod = _cron_jobs(mocks)["backup-agent-state"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "backup-s3", "key": "AWS_ACCESS_KEY_ID"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "backup-s3"
+    assert env["RESTIC_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "backup-key", "key": "RESTIC_PASSWORD"}
+    assert all("value" not in e for e in env.values())
+    staging = next(v for v in pod["volumes"] if v["name"] == "target")
+    assert staging == {"name": "target", "emptyDir": {"sizeLimit": "50Gi"}}
+
+
+@pytest.mark.parametrize("target, error", [
+    ({"kind": "s3", "endpoint": "https://s3", "bucket": "b-1", "credentials_secret": "s3"}, "encryption_secret"),
+    ({"kind": "s3", "endpoint": "https://key:secret@s3", "bucket": "bkt", "credentials_secret": "s3",
+      "encryption_secret": "k"}, "must not carry credentials"),
+    ({"kind": "s3", "endpoint": "https://s3", "bucket": "Bad_Bucket", "credentials_secret": "s3",
+      "encryption_secret": "k"}, "backup.target.bucket"),
+])
+def test_s3_target_without_secrets_or_with_literal_credentials_is_refused(target, error):
     values = copy.deepcopy(stack_values("dev"))
-    values["backup"]["target"] = {"kind": "s3", "endpoint": "http://minio:9000", "bucket": "b",
-                                  "credentials_secret": "s3"}
-    with pytest.raises(StackConfigError, match="backup.target.kind: s3 is not supported yet"):
+    values["backup"]["target"] = target
+    with pytest.raises(StackConfigError, match=error):
         validate_platform(values, "dev")
+
+
+def test_restore_template_never_replaces_what_the_target_holds(run_stack):
+    """`kubectl create job --from=cronjob/restore-<source>` refuses a non-empty target (exit 4)."""
+    jobs = _cron_jobs(run_stack(stack_values("prod"), "prod"))
+    restores = [j for name, j in jobs.items() if name.startswith("restore-") and name != "restore-drill"]
+    assert restores
+    for job in restores:
+        args = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[0] == "restore"
+        assert "--clean" not in args and "--replace" not in args
+
+
+def test_backup_and_drill_jobs_push_their_metrics_where_the_stack_says(run_stack):
+    values = stack_values("prod")
+    url = values["backup"]["pushgateway_url"]
+    jobs = _cron_jobs(run_stack(values, "prod"))
+    for name in ("backup-agent-state", "backup-workspace", "restore-drill"):
+        container = jobs[name]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        args = container["args"]
+        assert args[args.index("--pushgateway") + 1] == url, name
+        assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
+
+
+def test_prod_backups_without_a_pushgateway_are_refused():
+    values = copy.deepcopy(stack_values("prod"))
+    del values["backup"]["pushgateway_url"]
+    with pytest.raises(StackConfigError, match="backup.pushgateway_url must be set in prod"):
+        validate_platform(values, "prod")
+
+
+@pytest.mark.parametrize("url", ["ftp://gw:9091", "http://user:pw@gw:9091", "http://gw:9091/?token=x"])
+def test_a_pushgateway_url_with_credentials_or_a_bad_scheme_is_refused(url):
+    values = copy.deepcopy(stack_values("prod"))
+    values["backup"]["pushgateway_url"] = url
+    with pytest.raises(StackConfigError, match="backup.pushgateway_url"):
+        validate_platform(values, "prod")

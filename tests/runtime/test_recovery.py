@@ -113,11 +113,9 @@ def test_backup_then_restore_is_row_for_row_equal(pg: TempPostgres, tmp_path: Pa
     result = run(pg, "restore", "--config", str(config), "--target-database", "app1_restored", "--create")
     assert result.returncode == 0, result.stderr
     assert fingerprint_db(pg, "app1_restored") == fingerprint_db(pg, "app1")
-    # Restoring over a database that already has tables needs --clean.
-    result = run(pg, "restore", "--config", str(config), "--target-database", "app1_restored")
-    assert result.returncode == 1 and "--clean" in result.stderr
+    # Replacing what a database holds takes --replace naming it, for that run.
     pg.psql("DELETE FROM public.items WHERE id % 2 = 0", "app1_restored")
-    result = run(pg, "restore", "--config", str(config), "--target-database", "app1_restored", "--clean")
+    result = run(pg, "restore", "--config", str(config), "--target-database", "app1_restored", "--replace", "app1_restored")
     assert result.returncode == 0, result.stderr
     assert fingerprint_db(pg, "app1_restored") == fingerprint_db(pg, "app1")
 
@@ -298,3 +296,70 @@ def test_drill_restores_into_a_separate_scratch_server(pg: TempPostgres, tmp_pat
         assert result.returncode == 0, result.stdout + result.stderr
         assert scratch.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'app6_drill_%'") == "1"
     assert pg.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'app6_drill_%'") == "0"
+
+
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus Pushgateway (Debian's prometheus-pushgateway) on a free loopback port."""
+    import shutil
+    import socket
+    import urllib.request
+
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        pytest.fail("prometheus-pushgateway not installed (tools/apt-packages.txt)", pytrace=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/-/ready", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("pushgateway did not become ready")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_backup_and_drill_metrics_land_in_a_real_pushgateway(pg: TempPostgres, tmp_path: Path, pushgateway: str) -> None:
+    """What the alert rules read: backup_age and drill RTO/RPO series, grouped per namespace and source."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    make_app_db(pg, "app7", rows=100)
+    config = write_config(tmp_path, pg, "app7")
+    raw = json.loads(config.read_text())
+    raw["pushgateway_url"] = pushgateway  # from the config, as the stack sets it
+    config.write_text(json.dumps(raw))
+    env = {**pg.env, "POD_NAMESPACE": "agents-test"}
+    for command in ("backup", "drill"):
+        result = subprocess.run([*RUNTIME, command, "--config", str(config)], capture_output=True, text=True,
+                                env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+    text = urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5).read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    [backup] = BackupStore(tmp_path / "backups").backups("db")
+    key = ("agent_backup_last_success_timestamp_seconds",
+           (("instance", ""), ("job", "agent-backup"), ("namespace", "agents-test"), ("source", "db")))
+    assert samples[key] == pytest.approx(backup.manifest["finished_at"])
+    drill_labels = (("instance", ""), ("job", "agent-restore-drill"), ("namespace", "agents-test"))
+    assert samples[("agent_restore_drill_rto_seconds", drill_labels)] > 0
+    assert ("agent_restore_drill_last_success_timestamp_seconds", drill_labels) in samples
+
+    # The Pushgateway is gone: the backup is still made, but the job fails loudly, in one line.
+    raw["pushgateway_url"] = "http://127.0.0.1:9"
+    config.write_text(json.dumps(raw))
+    result = subprocess.run([*RUNTIME, "backup", "--config", str(config)], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert any(json.loads(ln)["msg"] == "metrics export failed" for ln in result.stderr.splitlines())

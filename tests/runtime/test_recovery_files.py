@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import tarfile
 import subprocess
 import sys
 import time
@@ -13,7 +16,8 @@ import pytest
 
 from agent_runtime.config import BackupSource
 from agent_runtime.recovery import BackupInvalid, backup_source, drill, restore_backup, verify_backup
-from agent_runtime.recovery_sources import RecoveryError, tree_checksums
+from agent_runtime.recovery_files import UnsafeArchive, restore_files, tree_checksums
+from agent_runtime.recovery_sources import RecoveryError, TargetNotEmpty
 from agent_runtime.recovery_store import BackupStore
 
 
@@ -46,11 +50,15 @@ def test_files_backup_restore_and_drill(tmp_path: Path) -> None:
     restore_backup(store, backup, target_dir=target)
     assert tree_checksums(target) == tree_checksums(root)
     assert (target / "emptydir").is_dir()
-    with pytest.raises(RecoveryError, match="not empty"):
-        restore_backup(store, backup, target_dir=target)
     (target / "model.bin").write_bytes(b"changed")
     (target / "stray").write_text("x")
-    restore_backup(store, backup, target_dir=target, clean=True)
+    before = tree_checksums(target)
+    with pytest.raises(TargetNotEmpty, match=r"not empty \(5[0-9] file\(s\), newest modified .*--replace"):
+        restore_backup(store, backup, target_dir=target)
+    assert tree_checksums(target) == before
+    with pytest.raises(TargetNotEmpty):  # confirming some other path is no confirmation
+        restore_backup(store, backup, target_dir=target, replace=str(tmp_path))
+    restore_backup(store, backup, target_dir=target, replace=str(target))
     assert tree_checksums(target) == tree_checksums(root)
 
     report = drill(store, [files_source(root)], rto_target_seconds=60, rpo_target_seconds=3600)
@@ -144,5 +152,107 @@ def test_cli_backup_of_files_source_with_textfile(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     backups = BackupStore(tmp_path / "backups").backups("docs")
     assert len(backups) == 2
-    assert set(backups[0].manifest["tree"]["entries"]) == {f"2026/c{i}.json" for i in range(50)}
+    assert set(backups[0].manifest["tree"]["entries"]) == {"2026"} | {f"2026/c{i}.json" for i in range(50)}
     assert 'agent_backup_last_success_timestamp_seconds{source="docs"}' in prom.read_text()
+
+
+# --- hostile or damaged archives (issue 12, items 3 and 4) -----------------------------------
+
+
+def _reseal(backup_dir: Path, archive: bytes, extra_entries: dict[str, dict] | None = None) -> None:
+    """Swap in another archive and make the manifest's checksum agree (an attacker can do both)."""
+    (backup_dir / "files.tar.gz").write_bytes(archive)
+    manifest = json.loads((backup_dir / "manifest.json").read_text())
+    manifest["files"] = [
+        {"name": "files.tar.gz", "size": len(archive), "sha256": hashlib.sha256(archive).hexdigest()}
+    ]
+    manifest["tree"]["entries"].update(extra_entries or {})
+    (backup_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _archive(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.mode = 0o644
+    return info
+
+
+HOSTILE = {
+    "dotdot": (_member("../escaped.txt"), b"owned"),
+    "absolute": (_member("/tmp/agent-platform-absolute.txt"), b"owned"),
+    "absolute-symlink": (_member("passwd", tarfile.SYMTYPE, "/etc/passwd"), None),
+    "escaping-symlink": (_member("sub/up", tarfile.SYMTYPE, "../../outside"), None),
+    "hardlink": (_member("hard", tarfile.LNKTYPE, "model.bin"), None),
+    "fifo": (_member("pipe", tarfile.FIFOTYPE), None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_archive_is_one_clear_refusal_and_writes_nothing(tmp_path: Path, kind: str) -> None:
+    root = make_tree(tmp_path / "volume")
+    config = tmp_path / "backup.json"
+    config.write_text(json.dumps({"backup": {
+        "enabled": True,
+        "sources": [{"name": "docs", "kind": "files", "claim_name": "docs-pvc"}],
+        "target": {"mount_path": str(tmp_path / "backups")},
+    }}))
+    store = BackupStore(tmp_path / "backups")
+    backup = backup_source(store, files_source(root), compression_level=1)
+    info, data = HOSTILE[kind]
+    name = info.name
+    _reseal(backup.path, _archive((_member("ok.txt"), b"fine"), (info, data)),
+            {"ok.txt": {"size": 4, "sha256": hashlib.sha256(b"fine").hexdigest()}, name: {"size": 5}})
+    target = tmp_path / "restore" / "here"
+    cmd = [sys.executable, "-m", "agent_runtime", "restore", "--config", str(config), "--source", "docs",
+           "--target-path", str(target)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert json.loads(line)["msg"] == "restore refused" and name in line
+    assert not target.exists() or list(target.iterdir()) == []
+    assert not (tmp_path / "restore" / "escaped.txt").exists()
+    assert not Path("/tmp/agent-platform-absolute.txt").exists()
+    verify = subprocess.run([*cmd[:3], "verify", *cmd[4:8]], capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 3 and "Traceback" not in verify.stderr
+
+    # Handed to the extractor directly (no verify first), it is refused the same way.
+    with pytest.raises(UnsafeArchive, match="nothing was restored"):
+        restore_files(backup.file("files.tar.gz"), target)
+    assert list(target.iterdir()) == []
+
+
+def test_verify_fails_a_symlink_that_is_not_in_the_manifest(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "volume")
+    store = BackupStore(tmp_path / "backups")
+    backup = backup_source(store, files_source(root), compression_level=1)
+    with tarfile.open(backup.file("files.tar.gz"), "r:gz") as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+    _reseal(backup.path, _archive(*members, (_member("sneaky", tarfile.SYMTYPE, "model.bin"), None)))
+    result = verify_backup(store, store.get("docs"))
+    assert result.problems == ["sneaky: in the archive but not in the manifest"]
+
+
+def test_what_a_restore_cannot_recreate_is_listed_not_lost_silently(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "volume")
+    os.mkfifo(root / "pipe")
+    (root / "abs").symlink_to("/etc/hostname")
+    (root / "conversations" / "out").symlink_to("../../elsewhere")
+    store = BackupStore(tmp_path / "backups")
+    backup = backup_source(store, files_source(root), compression_level=1)
+    assert set(backup.manifest["tree"]["skipped"]) == {"pipe", "abs", "conversations/out"}
+    assert verify_backup(store, backup).ok
+    target = tmp_path / "restored"
+    restore_backup(store, backup, target_dir=target)
+    assert (target / "latest").is_symlink() and not (target / "abs").exists() and not (target / "pipe").exists()
