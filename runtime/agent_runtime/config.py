@@ -30,6 +30,7 @@ __all__ = [
     "HealthCheckConfig",
     "GatewayConfig",
     "OutlierConfig",
+    "RUNBOOK_BASE_URL",
     "RestoreDrillConfig",
     "RetryConfig",
     "Route",
@@ -38,6 +39,10 @@ __all__ = [
     "format_validation_error",
     "load_runtime_config",
 ]
+
+
+# Each alert's runbook_url is this plus `#<alertname in lower case>` (docs/runbooks.md).
+RUNBOOK_BASE_URL = "https://github.com/agent-platform/agent-platform/blob/main/docs/runbooks.md"
 
 
 class Model(BaseModel):
@@ -264,7 +269,7 @@ class AlertingConfig(Model):
     # Where the standalone evaluator (`python -m agent_runtime alerts`) reads samples from.
     metrics_urls: tuple[str, ...] = ()
     # Each alert's runbook_url annotation is this plus `#<alertname in lower case>`.
-    runbook_base_url: str = "https://github.com/agent-platform/agent-platform/blob/main/docs/runbooks.md"
+    runbook_base_url: str = RUNBOOK_BASE_URL
 
     @field_validator("rules")
     @classmethod
