@@ -35,6 +35,7 @@ from agent_runtime.config import (
     RetryConfig,
     Strategy,
 )
+from agent_runtime.alerts.templates import NotInProcessError, TemplateError, check_template
 from components.quantity import parse_quantity
 
 PROJECT = "agent-platform"
@@ -222,6 +223,21 @@ class MonitoringConfig(Model):
     webhook_url: str | None = None
     grafana_dashboard: bool = True
     scrape_interval: str = Field("30s", pattern=r"^\d+[smh]$")
+
+    @model_validator(mode="after")
+    def _templates_expand(self) -> MonitoringConfig:
+        """Annotation templates are checked here, so a bad one fails at `pulumi preview`."""
+        for rule in self.rules:
+            for key, text in rule.annotations.items():
+                try:
+                    check_template(text)
+                except NotInProcessError as exc:
+                    # Prometheus itself has these; only the in-process evaluator lacks them.
+                    if self.mode == "in-process":
+                        raise ValueError(f"rules.{rule.name}.annotations.{key}: {exc} (monitoring.mode is in-process)")
+                except TemplateError as exc:
+                    raise ValueError(f"rules.{rule.name}.annotations.{key}: bad template {text!r}: {exc}") from None
+        return self
 
 
 class QuotaConfig(Model):

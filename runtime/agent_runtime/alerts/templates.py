@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["TemplateError", "check_template", "duration", "expand", "expand_or_error", "go_float"]
+__all__ = ["NotInProcessError", "TemplateError", "check_template", "duration", "expand", "expand_or_error", "go_float"]
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
@@ -48,6 +48,10 @@ def duration(seconds: float) -> str:
 
 class TemplateError(ValueError):
     """A template that does not parse, or fails for one alert's data."""
+
+
+class NotInProcessError(TemplateError):
+    """Valid for Prometheus, but uses what the in-process evaluator does not have (actions, queries)."""
 
 
 # --- value formatting (Prometheus template/template.go) ---------------------------------------
@@ -291,7 +295,7 @@ def _parse_action(src: str) -> list[list[Any]]:
         raise TemplateError("missing value for command")
     first = src.split(None, 1)[0]
     if first in _ACTIONS:
-        raise TemplateError(f"{{{{ {first} }}}} actions are not supported by the in-process evaluator")
+        raise NotInProcessError(f"{{{{ {first} }}}} actions are not supported by the in-process evaluator")
     if src.startswith("/*"):
         return []  # a comment
     while pos < len(src):
@@ -335,7 +339,7 @@ def _parse_action(src: str) -> list[list[Any]]:
             elif text in _FUNCS:
                 commands[-1].append(_Func(text))
             elif text in _NOT_IN_PROCESS:
-                raise TemplateError(f"function {text!r} needs Prometheus' query engine; not supported in-process")
+                raise NotInProcessError(f"function {text!r} needs Prometheus' query engine; not supported in-process")
             else:
                 raise TemplateError(f'function "{text}" not defined')
         else:
