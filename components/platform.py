@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from agent_runtime import config as rt
+from agent_runtime.alerts.signals import SIGNALS
 from components import labels as L
 from components.agent_cluster import AgentCluster
 from components.config import PlatformConfig
@@ -50,7 +51,10 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
         ),
         routes=tuple(routes),
         alerts=rt.AlertingConfig(
-            rules=alert_rules if monitoring.mode == "in-process" else (),
+            # The gateway evaluates what its own registry holds: rules on agent, backup or drill
+            # metrics would never see data there (and AgentBackupMissed would fire as absent).
+            rules=tuple(r for r in alert_rules if SIGNALS[r.signal].exporter == "gateway")
+            if monitoring.mode == "in-process" else (),
             webhook_url=monitoring.webhook_url,
         ),
     )

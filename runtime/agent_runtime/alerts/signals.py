@@ -208,6 +208,9 @@ class Signal:
     # What the generated annotations call it, and the template function that formats its value.
     what: str = ""
     humanize: str = "humanize"
+    # Who exports its metric: "gateway" (on the registry the in-process evaluator reads),
+    # "agents" (each agent pod's /metrics), "backup" or "drill" (the jobs' textfile/Pushgateway).
+    exporter: str = "gateway"
 
     def counters(self) -> tuple[str, ...]:
         """Sample names whose history the in-process evaluator must keep for this signal."""
@@ -302,6 +305,7 @@ class GaugeAggregate(Signal):
     def __init__(self, name: str, metric: str, key_label: str, agg: str, *, unit: str, what: str, humanize: str) -> None:
         self.name, self.metric, self.key_label, self.agg = name, metric, key_label, agg
         self.unit, self.what, self.humanize = unit, what, humanize
+        self.exporter = "agents" if metric in (QUEUE_LENGTH, QUEUE_OLDEST_AGE) else "gateway"
 
     def promql(self, q: Query) -> str:
         return f"{self.agg} by ({self.key_label}) ({selector(self.metric, q.matchers, *q.key_matchers(self.key_label))})"
@@ -352,6 +356,7 @@ class SinceLast(Signal):
     def __init__(self, name: str, metric: str, key_label: str | None, *, what: str, fire_when_absent: bool) -> None:
         self.name, self.metric, self.key_label, self.unit = name, metric, key_label, "seconds"
         self.what, self.humanize, self.fire_when_absent = what, "humanizeDuration", fire_when_absent
+        self.exporter = "backup" if metric == BACKUP_LAST_SUCCESS else "drill"
 
     def promql(self, q: Query) -> str:
         sel = selector(self.metric, q.matchers, *q.key_matchers(self.key_label))
@@ -380,7 +385,7 @@ class GaugeMax(Signal):
 
     def __init__(self, name: str, metric: str, *, what: str) -> None:
         self.name, self.metric, self.key_label, self.unit = name, metric, None, "seconds"
-        self.what, self.humanize = what, "humanizeDuration"
+        self.what, self.humanize, self.exporter = what, "humanizeDuration", "drill"
 
     def promql(self, q: Query) -> str:
         return f"max({selector(self.metric, q.matchers)})"
