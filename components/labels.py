@@ -4,7 +4,8 @@ from __future__ import annotations
 
 PART_OF = "agent-platform"
 
-# Annotations the policy pack reads; keep in sync with policies/README.md.
+# Annotations the policy pack reads (README.md, "Policies (CrossGuard)"); the pack keeps its own
+# copy in policies/agent_policies/k8s.py.
 STATEFUL = "agent-platform.io/stateful"
 MAX_RUN_SECONDS = "agent-platform.io/max-run-seconds"
 STATE_SOURCES = "agent-platform.io/state-sources"
