@@ -36,7 +36,7 @@ from agent_runtime.config import (
     Strategy,
 )
 from agent_runtime.alerts.templates import NotInProcessError, TemplateError, check_template
-from components.quantity import parse_quantity
+from components.quantity import PATTERN as QUANTITY_PATTERN, parse_quantity
 
 PROJECT = "agent-platform"
 
@@ -59,7 +59,7 @@ def _quantity(value: Any) -> str:
     return text
 
 
-Quantity = Annotated[str, Field(json_schema_extra={"pattern": r"^[0-9.]+([eE][-+]?[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"})]
+Quantity = Annotated[str, Field(json_schema_extra={"pattern": QUANTITY_PATTERN})]
 
 
 class Resources(Model):
