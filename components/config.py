@@ -36,6 +36,7 @@ from agent_runtime.config import (
     Strategy,
 )
 from agent_runtime.alerts.templates import NotInProcessError, TemplateError, check_template
+from components.image_ref import pinning_problem
 from components.quantity import PATTERN as QUANTITY_PATTERN, parse_quantity
 
 PROJECT = "agent-platform"
@@ -361,8 +362,10 @@ class PlatformConfig(Model):
         if self.environment in ("staging", "prod"):
             images = [(f"clusters.{c.name}.image", c.image) for c in self.clusters]
             for path, image in [*images, ("gateway.image", self.gateway.image)]:
-                if not _pinned(image):
-                    raise ValueError(f"{path} ({image!r}) must be pinned to a version or digest in {self.environment}")
+                if (problem := pinning_problem(image)) is not None:
+                    raise ValueError(
+                        f"{path} ({image!r}) must be pinned to a version or digest in {self.environment}: it {problem}"
+                    )
         if self.environment == "prod":
             for cluster in self.clusters:
                 if cluster.autoscaling is not None:
@@ -388,13 +391,6 @@ class PlatformConfig(Model):
     @staticmethod
     def route_prefix(route: RouteConfig) -> str:
         return route.path_prefix or f"/{route.cluster}"
-
-
-def _pinned(image: str) -> bool:
-    if "@sha256:" in image:
-        return True
-    name, _, tag = image.rpartition(":")
-    return bool(name) and "/" not in tag and tag not in ("", "latest")
 
 
 # --- reading the stack ------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from components.image_ref import split_image
+
 PART_OF = "agent-platform"
 
 # Annotations the policy pack reads (README.md, "Policies (CrossGuard)"); the pack keeps its own
@@ -37,7 +39,7 @@ def standard_labels(name: str, component: str, environment: str, version: str | 
 
 def image_version(image: str) -> str | None:
     """The tag (or short digest) of an image reference, for the version label."""
-    if "@sha256:" in image:
-        return image.split("@sha256:")[1][:12]
-    name, _, tag = image.rpartition(":")
-    return tag if name and "/" not in tag else None
+    _, tag, digest = split_image(image)
+    if digest is not None and digest.startswith("sha256:"):
+        return digest[len("sha256:"):][:12] or None
+    return tag or None
