@@ -49,7 +49,7 @@ class Gateway(pulumi.ComponentResource):
             raise ValueError(f"runtime gateway.port ({runtime.gateway.port}) must equal gateway.port ({spec.port})")
         super().__init__("agent-platform:index:Gateway", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.selector = L.selector_labels("gateway", "gateway")
+        self.selector = L.gateway_selector()
         pod_labels = L.standard_labels("gateway", "gateway", environment, L.image_version(spec.image))
         await_annotations = {L.SKIP_AWAIT: "true"} if skip_await else {}
         # The longest request the gateway may be serving when told to stop.

@@ -32,7 +32,7 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
             timeout_seconds=route.timeout_seconds,
             discovery=rt.Discovery(
                 kind="dns",
-                service=f"{cluster.name}-headless.{config.namespace}.svc.cluster.local",
+                service=L.headless_dns_name(cluster.name, config.namespace),
                 port=cluster.port,
                 capabilities=cluster.capabilities,
             ),
@@ -63,7 +63,7 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
 def network_policies(config: PlatformConfig, gateway_selector: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Default deny, then exactly the flows the platform needs. Pure, so it is tested directly."""
     agent_ports = sorted({c.port for c in config.clusters})
-    agents = {"matchLabels": {"app.kubernetes.io/part-of": L.PART_OF, "app.kubernetes.io/component": "agent"}}
+    agents = {"matchLabels": L.agents_selector()}
     gateway = {"matchLabels": gateway_selector}
     return {
         "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
@@ -175,8 +175,7 @@ class Platform(pulumi.ComponentResource):
             }]},
             opts=in_ns,
         )
-        gateway_selector = {"app.kubernetes.io/name": "gateway", "app.kubernetes.io/component": "gateway"}
-        for policy_name, spec in network_policies(config, gateway_selector).items():
+        for policy_name, spec in network_policies(config, L.gateway_selector()).items():
             k8s.networking.v1.NetworkPolicy(f"{name}-{policy_name}", metadata=meta(policy_name), spec=spec, opts=in_ns)
 
         skip_await = config.kubernetes.skip_await
