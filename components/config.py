@@ -17,8 +17,6 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -27,6 +25,8 @@ from pydantic import (
 
 from agent_runtime.config import (
     AlertRule,
+    GatewayConfig as RuntimeGatewayConfig,
+    Model,
     BackupConfig,
     BalancerConfig,
     BreakerConfig,
@@ -50,8 +50,6 @@ class StackConfigError(Exception):
     """A stack file that cannot be deployed; the message is meant for the user as it is."""
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 def _quantity(value: Any) -> str:
@@ -198,16 +196,24 @@ class ClusterConfig(Model):
         return self
 
 
-class GatewayConfig(Model):
+class GatewaySpec(RuntimeGatewayConfig):
+    """The gateway's Deployment; the process settings (port, max_in_flight, deadlines) are the
+    runtime's own `GatewayConfig`, inherited so they are defined once."""
+
     image: str
     replicas: int = Field(2, ge=1)
+    # In a pod the gateway must listen on every interface, or its Service cannot reach it.
+    host: Literal["0.0.0.0", "::"] = "0.0.0.0"
+    # The pod runs as non-root without NET_BIND_SERVICE, so no privileged port.
     port: int = Field(8080, ge=1024, le=65535)
     resources: ResourceSpec
     autoscaling: Autoscaling | None = None
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
-    max_in_flight: int = Field(1000, ge=1)
-    default_deadline_seconds: float = Field(60.0, gt=0)
     disruption_budget: DisruptionBudget = DisruptionBudget()
+
+    def runtime(self) -> RuntimeGatewayConfig:
+        """The part the gateway process reads (its ConfigMap)."""
+        return RuntimeGatewayConfig(**{k: getattr(self, k) for k in RuntimeGatewayConfig.model_fields})
 
 
 class SloConfig(Model):
@@ -295,7 +301,7 @@ class PlatformConfig(Model):
     kubernetes: KubernetesConfig = KubernetesConfig()
     image_build: ImageBuildConfig = ImageBuildConfig()
     clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
-    gateway: GatewayConfig
+    gateway: GatewaySpec
     # Routes default to one per cluster at /<cluster name>.
     routes: tuple[RouteConfig, ...] = ()
     monitoring: MonitoringConfig = MonitoringConfig()

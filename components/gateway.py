@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from agent_runtime.config import RuntimeConfig
 from components import labels as L
 from components import workload
-from components.config import GatewayConfig
+from components.config import GatewaySpec
 from components.scaling import hpa_spec
 
 CONFIG_DIR = "/etc/agent-runtime"
@@ -35,7 +35,7 @@ class Gateway(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        spec: GatewayConfig,
+        spec: GatewaySpec,
         runtime: RuntimeConfig,
         *,
         namespace: pulumi.Input[str],

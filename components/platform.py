@@ -44,11 +44,7 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
         ))
     monitoring = config.monitoring
     return rt.RuntimeConfig(
-        gateway=rt.GatewayConfig(
-            port=config.gateway.port,
-            max_in_flight=config.gateway.max_in_flight,
-            default_deadline_seconds=config.gateway.default_deadline_seconds,
-        ),
+        gateway=config.gateway.runtime(),
         routes=tuple(routes),
         alerts=rt.AlertingConfig(
             # The gateway evaluates what its own registry holds: rules on agent, backup or drill
