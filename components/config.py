@@ -27,12 +27,8 @@ from agent_runtime.config import (
     AlertRule,
     GatewayConfig as RuntimeGatewayConfig,
     Model,
+    RouteSettings,
     BackupConfig,
-    BalancerConfig,
-    BreakerConfig,
-    HealthCheckConfig,
-    OutlierConfig,
-    RetryConfig,
     Strategy,
 )
 from agent_runtime.alerts.templates import NotInProcessError, TemplateError, check_template
@@ -153,21 +149,14 @@ class DisruptionBudget(Model):
         return value
 
 
-class RouteConfig(Model):
-    """A gateway route to one cluster; every setting defaults to the runtime's defaults."""
+class RouteConfig(RouteSettings):
+    """A gateway route to one cluster; its settings are the runtime's `RouteSettings`."""
 
     cluster: str
     # Defaults to the cluster name.
     name: str | None = Field(None, pattern=DNS_LABEL)
     # Defaults to /<cluster name>.
     path_prefix: str | None = Field(None, pattern=r"^/")
-    required_capabilities: tuple[str, ...] = ()
-    timeout_seconds: float = Field(30.0, gt=0)
-    balancer: BalancerConfig = BalancerConfig()
-    breaker: BreakerConfig = BreakerConfig()
-    retry: RetryConfig = RetryConfig()
-    outlier: OutlierConfig = OutlierConfig()
-    health_check: HealthCheckConfig = HealthCheckConfig()
 
 
 class ClusterConfig(Model):

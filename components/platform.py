@@ -25,22 +25,16 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
     for route in config.effective_routes():
         cluster = config.cluster(route.cluster)
         routes.append(rt.Route(
+            **{k: getattr(route, k) for k in rt.RouteSettings.model_fields},
             name=config.route_name(route),
             path_prefix=config.route_prefix(route),
             cluster=cluster.name,
-            required_capabilities=route.required_capabilities,
-            timeout_seconds=route.timeout_seconds,
             discovery=rt.Discovery(
                 kind="dns",
                 service=L.headless_dns_name(cluster.name, config.namespace),
                 port=cluster.port,
                 capabilities=cluster.capabilities,
             ),
-            balancer=route.balancer,
-            breaker=route.breaker,
-            retry=route.retry,
-            outlier=route.outlier,
-            health_check=route.health_check,
         ))
     monitoring = config.monitoring
     return rt.RuntimeConfig(

@@ -34,6 +34,7 @@ __all__ = [
     "RestoreDrillConfig",
     "RetryConfig",
     "Route",
+    "RouteSettings",
     "RuntimeConfig",
     "StaticEndpoint",
     "format_validation_error",
@@ -174,21 +175,30 @@ class Discovery(Model):
         return self
 
 
-class Route(Model):
-    """One path prefix routed to one agent cluster."""
+class RouteSettings(Model):
+    """How one route treats its requests: capabilities, per-try timeout and resilience settings.
 
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    path_prefix: str = Field(pattern=r"^/")
-    cluster: str
+    The stack's routes (components/config.py `RouteConfig`) inherit these fields, so the setting
+    a stack file names is the one the gateway reads.
+    """
+
     required_capabilities: tuple[str, ...] = ()
     # Per-try timeout; the request's overall deadline still bounds every try.
     timeout_seconds: PositiveSeconds = 30.0
-    discovery: Discovery
     balancer: BalancerConfig = BalancerConfig()
     breaker: BreakerConfig = BreakerConfig()
     retry: RetryConfig = RetryConfig()
     outlier: OutlierConfig = OutlierConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
+
+
+class Route(RouteSettings):
+    """One path prefix routed to one agent cluster."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    path_prefix: str = Field(pattern=r"^/")
+    cluster: str
+    discovery: Discovery
 
 
 class GatewayConfig(Model):

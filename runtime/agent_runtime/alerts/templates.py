@@ -94,11 +94,18 @@ def _humanize(v: Any) -> str:
                 break
             prefix, v = p, v / 1000
         return "%.4g%s" % (v, prefix)
+    v, prefix = _scale_down(v)
+    return "%.4g%s" % (v, prefix)
+
+
+def _scale_down(v: float) -> tuple[float, str]:
+    """A value below 1 as a number >= 1 and its SI prefix (m, u, n, ...), as Prometheus does."""
+    prefix = ""
     for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
         if abs(v) >= 1:
             break
         prefix, v = p, v * 1000
-    return "%.4g%s" % (v, prefix)
+    return v, prefix
 
 
 def _humanize1024(v: Any) -> str:
@@ -133,11 +140,7 @@ def _humanize_duration(v: Any) -> str:
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
         return "%s%.4gs" % (sign, v)
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
+    v, prefix = _scale_down(v)
     return "%.4g%ss" % (v, prefix)
 
 
