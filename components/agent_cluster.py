@@ -112,7 +112,7 @@ class AgentCluster(pulumi.ComponentResource):
         )
         headless = k8s.core.v1.Service(
             f"{name}-headless",
-            metadata={**meta(f"{spec.name}-headless", await_annotations),
+            metadata={**meta(L.headless_service_name(spec.name), await_annotations),
                       "labels": {**pod_labels, L.HEADLESS: "true"}},
             spec={
                 "clusterIP": "None",

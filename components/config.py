@@ -17,8 +17,6 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -27,15 +25,15 @@ from pydantic import (
 
 from agent_runtime.config import (
     AlertRule,
+    GatewayConfig as RuntimeGatewayConfig,
+    Model,
+    RouteSettings,
     BackupConfig,
-    BalancerConfig,
-    BreakerConfig,
-    HealthCheckConfig,
-    OutlierConfig,
-    RetryConfig,
     Strategy,
 )
-from components.quantity import parse_quantity
+from agent_runtime.alerts.templates import NotInProcessError, TemplateError, check_template
+from components.image_ref import pinning_problem
+from components.quantity import PATTERN as QUANTITY_PATTERN, parse_quantity
 
 PROJECT = "agent-platform"
 
@@ -48,8 +46,6 @@ class StackConfigError(Exception):
     """A stack file that cannot be deployed; the message is meant for the user as it is."""
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 def _quantity(value: Any) -> str:
@@ -58,7 +54,7 @@ def _quantity(value: Any) -> str:
     return text
 
 
-Quantity = Annotated[str, Field(json_schema_extra={"pattern": r"^[0-9.]+([eE][-+]?[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"})]
+Quantity = Annotated[str, Field(json_schema_extra={"pattern": QUANTITY_PATTERN})]
 
 
 class Resources(Model):
@@ -153,21 +149,14 @@ class DisruptionBudget(Model):
         return value
 
 
-class RouteConfig(Model):
-    """A gateway route to one cluster; every setting defaults to the runtime's defaults."""
+class RouteConfig(RouteSettings):
+    """A gateway route to one cluster; its settings are the runtime's `RouteSettings`."""
 
     cluster: str
     # Defaults to the cluster name.
     name: str | None = Field(None, pattern=DNS_LABEL)
     # Defaults to /<cluster name>.
     path_prefix: str | None = Field(None, pattern=r"^/")
-    required_capabilities: tuple[str, ...] = ()
-    timeout_seconds: float = Field(30.0, gt=0)
-    balancer: BalancerConfig = BalancerConfig()
-    breaker: BreakerConfig = BreakerConfig()
-    retry: RetryConfig = RetryConfig()
-    outlier: OutlierConfig = OutlierConfig()
-    health_check: HealthCheckConfig = HealthCheckConfig()
 
 
 class ClusterConfig(Model):
@@ -196,16 +185,24 @@ class ClusterConfig(Model):
         return self
 
 
-class GatewayConfig(Model):
+class GatewaySpec(RuntimeGatewayConfig):
+    """The gateway's Deployment; the process settings (port, max_in_flight, deadlines) are the
+    runtime's own `GatewayConfig`, inherited so they are defined once."""
+
     image: str
     replicas: int = Field(2, ge=1)
+    # In a pod the gateway must listen on every interface, or its Service cannot reach it.
+    host: Literal["0.0.0.0", "::"] = "0.0.0.0"
+    # The pod runs as non-root without NET_BIND_SERVICE, so no privileged port.
     port: int = Field(8080, ge=1024, le=65535)
     resources: ResourceSpec
     autoscaling: Autoscaling | None = None
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
-    max_in_flight: int = Field(1000, ge=1)
-    default_deadline_seconds: float = Field(60.0, gt=0)
     disruption_budget: DisruptionBudget = DisruptionBudget()
+
+    def runtime(self) -> RuntimeGatewayConfig:
+        """The part the gateway process reads (its ConfigMap)."""
+        return RuntimeGatewayConfig(**{k: getattr(self, k) for k in RuntimeGatewayConfig.model_fields})
 
 
 class SloConfig(Model):
@@ -222,6 +219,21 @@ class MonitoringConfig(Model):
     webhook_url: str | None = None
     grafana_dashboard: bool = True
     scrape_interval: str = Field("30s", pattern=r"^\d+[smh]$")
+
+    @model_validator(mode="after")
+    def _templates_expand(self) -> MonitoringConfig:
+        """Annotation templates are checked here, so a bad one fails at `pulumi preview`."""
+        for rule in self.rules:
+            for key, text in rule.annotations.items():
+                try:
+                    check_template(text)
+                except NotInProcessError as exc:
+                    # Prometheus itself has these; only the in-process evaluator lacks them.
+                    if self.mode == "in-process":
+                        raise ValueError(f"rules.{rule.name}.annotations.{key}: {exc} (monitoring.mode is in-process)")
+                except TemplateError as exc:
+                    raise ValueError(f"rules.{rule.name}.annotations.{key}: bad template {text!r}: {exc}") from None
+        return self
 
 
 class QuotaConfig(Model):
@@ -278,7 +290,7 @@ class PlatformConfig(Model):
     kubernetes: KubernetesConfig = KubernetesConfig()
     image_build: ImageBuildConfig = ImageBuildConfig()
     clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
-    gateway: GatewayConfig
+    gateway: GatewaySpec
     # Routes default to one per cluster at /<cluster name>.
     routes: tuple[RouteConfig, ...] = ()
     monitoring: MonitoringConfig = MonitoringConfig()
@@ -348,8 +360,10 @@ class PlatformConfig(Model):
         if self.environment in ("staging", "prod"):
             images = [(f"clusters.{c.name}.image", c.image) for c in self.clusters]
             for path, image in [*images, ("gateway.image", self.gateway.image)]:
-                if not _pinned(image):
-                    raise ValueError(f"{path} ({image!r}) must be pinned to a version or digest in {self.environment}")
+                if (problem := pinning_problem(image)) is not None:
+                    raise ValueError(
+                        f"{path} ({image!r}) must be pinned to a version or digest in {self.environment}: it {problem}"
+                    )
         if self.environment == "prod":
             for cluster in self.clusters:
                 if cluster.autoscaling is not None:
@@ -375,13 +389,6 @@ class PlatformConfig(Model):
     @staticmethod
     def route_prefix(route: RouteConfig) -> str:
         return route.path_prefix or f"/{route.cluster}"
-
-
-def _pinned(image: str) -> bool:
-    if "@sha256:" in image:
-        return True
-    name, _, tag = image.rpartition(":")
-    return bool(name) and "/" not in tag and tag not in ("", "latest")
 
 
 # --- reading the stack ------------------------------------------------------------------------

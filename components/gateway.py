@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from agent_runtime.config import RuntimeConfig
 from components import labels as L
 from components import workload
-from components.config import GatewayConfig
+from components.config import GatewaySpec
 from components.scaling import hpa_spec
 
 CONFIG_DIR = "/etc/agent-runtime"
@@ -35,7 +35,7 @@ class Gateway(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        spec: GatewayConfig,
+        spec: GatewaySpec,
         runtime: RuntimeConfig,
         *,
         namespace: pulumi.Input[str],
@@ -49,7 +49,7 @@ class Gateway(pulumi.ComponentResource):
             raise ValueError(f"runtime gateway.port ({runtime.gateway.port}) must equal gateway.port ({spec.port})")
         super().__init__("agent-platform:index:Gateway", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.selector = L.selector_labels("gateway", "gateway")
+        self.selector = L.gateway_selector()
         pod_labels = L.standard_labels("gateway", "gateway", environment, L.image_version(spec.image))
         await_annotations = {L.SKIP_AWAIT: "true"} if skip_await else {}
         # The longest request the gateway may be serving when told to stop.

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from components.image_ref import split_image
+
 PART_OF = "agent-platform"
 
-# Annotations the policy pack reads; keep in sync with policies/README.md.
+# Kubernetes' recommended label keys (app.kubernetes.io/*).
+NAME = "app.kubernetes.io/name"
+COMPONENT = "app.kubernetes.io/component"
+PART_OF_KEY = "app.kubernetes.io/part-of"
+
+# Annotations the policy pack reads (README.md, "Policies (CrossGuard)"); the pack keeps its own
+# copy in policies/agent_policies/k8s.py.
 STATEFUL = "agent-platform.io/stateful"
 MAX_RUN_SECONDS = "agent-platform.io/max-run-seconds"
 STATE_SOURCES = "agent-platform.io/state-sources"
@@ -19,13 +27,33 @@ HEADLESS = "agent-platform.io/headless"
 
 def selector_labels(name: str, component: str) -> dict[str, str]:
     """The immutable subset used in selectors: changing it would orphan running pods."""
-    return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component}
+    return {NAME: name, COMPONENT: component}
+
+
+def gateway_selector() -> dict[str, str]:
+    """The gateway's pods, as its Deployment and the NetworkPolicies select them."""
+    return selector_labels("gateway", "gateway")
+
+
+def agents_selector() -> dict[str, str]:
+    """Every agent pod of the platform, whatever its cluster."""
+    return {PART_OF_KEY: PART_OF, COMPONENT: "agent"}
+
+
+def headless_service_name(cluster: str) -> str:
+    """The headless Service of an agent cluster, which the gateway resolves to pod addresses."""
+    return f"{cluster}-headless"
+
+
+def headless_dns_name(cluster: str, namespace: str) -> str:
+    """The in-cluster DNS name of that Service (one A record per ready pod)."""
+    return f"{headless_service_name(cluster)}.{namespace}.svc.cluster.local"
 
 
 def standard_labels(name: str, component: str, environment: str, version: str | None = None) -> dict[str, str]:
     labels = {
         **selector_labels(name, component),
-        "app.kubernetes.io/part-of": PART_OF,
+        PART_OF_KEY: PART_OF,
         "app.kubernetes.io/managed-by": "pulumi",
         "agent-platform.io/environment": environment,
     }
@@ -36,7 +64,7 @@ def standard_labels(name: str, component: str, environment: str, version: str | 
 
 def image_version(image: str) -> str | None:
     """The tag (or short digest) of an image reference, for the version label."""
-    if "@sha256:" in image:
-        return image.split("@sha256:")[1][:12]
-    name, _, tag = image.rpartition(":")
-    return tag if name and "/" not in tag else None
+    _, tag, digest = split_image(image)
+    if digest is not None and digest.startswith("sha256:"):
+        return digest[len("sha256:"):][:12] or None
+    return tag or None

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from agent_runtime import config as rt
+from agent_runtime.alerts.signals import SIGNALS
 from components import labels as L
 from components.agent_cluster import AgentCluster
 from components.config import PlatformConfig
@@ -24,33 +25,26 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
     for route in config.effective_routes():
         cluster = config.cluster(route.cluster)
         routes.append(rt.Route(
+            **{k: getattr(route, k) for k in rt.RouteSettings.model_fields},
             name=config.route_name(route),
             path_prefix=config.route_prefix(route),
             cluster=cluster.name,
-            required_capabilities=route.required_capabilities,
-            timeout_seconds=route.timeout_seconds,
             discovery=rt.Discovery(
                 kind="dns",
-                service=f"{cluster.name}-headless.{config.namespace}.svc.cluster.local",
+                service=L.headless_dns_name(cluster.name, config.namespace),
                 port=cluster.port,
                 capabilities=cluster.capabilities,
             ),
-            balancer=route.balancer,
-            breaker=route.breaker,
-            retry=route.retry,
-            outlier=route.outlier,
-            health_check=route.health_check,
         ))
     monitoring = config.monitoring
     return rt.RuntimeConfig(
-        gateway=rt.GatewayConfig(
-            port=config.gateway.port,
-            max_in_flight=config.gateway.max_in_flight,
-            default_deadline_seconds=config.gateway.default_deadline_seconds,
-        ),
+        gateway=config.gateway.runtime(),
         routes=tuple(routes),
         alerts=rt.AlertingConfig(
-            rules=alert_rules if monitoring.mode == "in-process" else (),
+            # The gateway evaluates what its own registry holds: rules on agent, backup or drill
+            # metrics would never see data there (and AgentBackupMissed would fire as absent).
+            rules=tuple(r for r in alert_rules if SIGNALS[r.signal].exporter == "gateway")
+            if monitoring.mode == "in-process" else (),
             webhook_url=monitoring.webhook_url,
         ),
     )
@@ -59,7 +53,7 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
 def network_policies(config: PlatformConfig, gateway_selector: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Default deny, then exactly the flows the platform needs. Pure, so it is tested directly."""
     agent_ports = sorted({c.port for c in config.clusters})
-    agents = {"matchLabels": {"app.kubernetes.io/part-of": L.PART_OF, "app.kubernetes.io/component": "agent"}}
+    agents = {"matchLabels": L.agents_selector()}
     gateway = {"matchLabels": gateway_selector}
     return {
         "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
@@ -171,8 +165,7 @@ class Platform(pulumi.ComponentResource):
             }]},
             opts=in_ns,
         )
-        gateway_selector = {"app.kubernetes.io/name": "gateway", "app.kubernetes.io/component": "gateway"}
-        for policy_name, spec in network_policies(config, gateway_selector).items():
+        for policy_name, spec in network_policies(config, L.gateway_selector()).items():
             k8s.networking.v1.NetworkPolicy(f"{name}-{policy_name}", metadata=meta(policy_name), spec=spec, opts=in_ns)
 
         skip_await = config.kubernetes.skip_await

@@ -15,7 +15,7 @@ Signals (see `agent_runtime.metrics_signals` for the metrics behind them):
 | queue_oldest_age_seconds | max of the agents' oldest-item age per cluster |
 | breaker_open | most breakers open (or half-open) that any gateway replica has on the route |
 | endpoints_ejected | most endpoints ejected that any gateway replica has on the route |
-| backup_age_seconds | time() - last successful backup, per source |
+| backup_age_seconds | time() - last successful backup, per source; +Inf for a source with none (absent()) |
 | restore_drill_age_seconds | time() - last successful restore drill |
 | restore_drill_rto_seconds / _rpo_seconds | as measured by the last drill |
 
@@ -33,21 +33,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from agent_runtime.alerts import RUNBOOK_BASE_URL, alert_annotations, alert_labels, duration
+from agent_runtime.alerts.annotations import RUNBOOK_BASE_URL, alert_annotations, alert_labels
+from agent_runtime.alerts.signals import SIGNALS, Query, error_ratio_expr, error_ratio_record, selector
+from agent_runtime.alerts.templates import duration
 from agent_runtime.config import AlertRule, BackupConfig
-from agent_runtime.metrics_signals import (
-    BACKUP_LAST_SUCCESS,
-    BREAKER_STATE,
-    DRILL_LAST_SUCCESS,
-    DRILL_RPO,
-    DRILL_RTO,
-    ENDPOINTS_EJECTED,
-    QUEUE_LENGTH,
-    QUEUE_OLDEST_AGE,
-    REQUEST_DURATION,
-    REQUESTS_TOTAL,
-    SIGNALS,
-)
 
 __all__ = [
     "BURN_RATE_WINDOWS",
@@ -82,41 +71,6 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def selector(metric: str, matchers: Mapping[str, str], *extra: str) -> str:
-    parts = [f"{k}={_quote(v)}" for k, v in sorted(matchers.items())] + list(extra)
-    return metric + ("{" + ",".join(parts) + "}" if parts else "")
-
-
-def _key_matchers(key_label: str | None, route: str | None, exclude: Sequence[str]) -> list[str]:
-    if key_label is None:
-        return []
-    if route is not None:
-        return [f"{key_label}={_quote(route)}"]
-    if exclude:
-        return [f"{key_label}!~{_quote('|'.join(re.escape(e) for e in sorted(exclude)))}"]
-    return []
-
-
-def error_ratio_record(window_seconds: float) -> str:
-    """Name of the recording rule holding the per-route 5xx ratio over a window."""
-    return f"route:agent_gateway_request_errors:ratio_rate{duration(window_seconds)}"
-
-
-def _error_ratio_raw(window: str, matchers: Mapping[str, str], *key: str) -> str:
-    errors = selector(REQUESTS_TOTAL, matchers, *key, 'code=~"5.."')
-    total = selector(REQUESTS_TOTAL, matchers, *key)
-    # `or ... * 0`: a route with traffic but no 5xx series yet has ratio 0, not "no data".
-    return (
-        f"(sum by (route) (rate({errors}[{window}]))"
-        f" or sum by (route) (rate({total}[{window}])) * 0)"
-        f" / sum by (route) (rate({total}[{window}]))"
-    )
-
-
 def signal_expr(
     signal: str,
     *,
@@ -130,39 +84,13 @@ def signal_expr(
 
     `route` keeps one route (cluster for queue signals, source for backups); `exclude` drops
     routes that have a rule of their own; `matchers` scope every metric (e.g. the namespace).
+    The text comes from the signal's own object (`agent_runtime.alerts.signals`), which also
+    computes the same value in-process.
     """
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r} (known: {', '.join(sorted(SIGNALS))})")
-    m = dict(matchers or {})
-    key = _key_matchers(SIGNALS[signal].key_label, route, exclude)
-    w = duration(window_seconds)
-    if signal in ("error_rate", "availability"):
-        if recorded:
-            ratio = selector(error_ratio_record(window_seconds), {}, *key)
-        else:
-            ratio = f"({_error_ratio_raw(w, m, *key)})"
-        return ratio if signal == "error_rate" else f"(1 - {ratio})"
-    if signal == "latency_p99_seconds":
-        buckets = selector(REQUEST_DURATION + "_bucket", m, *key)
-        return f"histogram_quantile(0.99, sum by (route, le) (rate({buckets}[{w}])))"
-    if signal == "queue_length":
-        return f"sum by (cluster) ({selector(QUEUE_LENGTH, m, *key)})"
-    if signal == "queue_oldest_age_seconds":
-        return f"max by (cluster) ({selector(QUEUE_OLDEST_AGE, m, *key)})"
-    if signal == "breaker_open":
-        # Per gateway replica, count the endpoints whose breaker is not closed; take the worst.
-        return f"max by (route) (sum without (endpoint) ({selector(BREAKER_STATE, m, *key)} > bool 0))"
-    if signal == "endpoints_ejected":
-        return f"max by (route) ({selector(ENDPOINTS_EJECTED, m, *key)})"
-    if signal == "backup_age_seconds":
-        return f"time() - max by (source) ({selector(BACKUP_LAST_SUCCESS, m, *key)})"
-    if signal == "restore_drill_age_seconds":
-        return f"time() - max({selector(DRILL_LAST_SUCCESS, m)})"
-    if signal == "restore_drill_rto_seconds":
-        return f"max({selector(DRILL_RTO, m)})"
-    if signal == "restore_drill_rpo_seconds":
-        return f"max({selector(DRILL_RPO, m)})"
-    raise AssertionError(signal)
+    query = Query(window_seconds, route, tuple(exclude), dict(matchers or {}), recorded)
+    return SIGNALS[signal].promql(query)
 
 
 def alert_expr(
@@ -247,7 +175,19 @@ def default_rules(
         AlertRule(name="AgentEndpointsEjected", signal="endpoints_ejected", threshold=0, **{"for": 600.0}),
     ]
     if backup is not None and backup.enabled:
-        rules.append(
+        # One rule per source, so a source that has never been backed up fires too (absent()).
+        rules += [
+            AlertRule(
+                name="AgentBackupMissed",
+                signal="backup_age_seconds",
+                threshold=_missed_after(cron_period_seconds(backup.schedule)),
+                route=source.name,
+                severity="critical",
+                **{"for": 300.0},
+            )
+            for source in backup.sources
+        ] or [
+            # No sources named (yet): one rule over all of them, firing when none has a backup.
             AlertRule(
                 name="AgentBackupMissed",
                 signal="backup_age_seconds",
@@ -255,7 +195,7 @@ def default_rules(
                 severity="critical",
                 **{"for": 300.0},
             )
-        )
+        ]
         if backup.drill.enabled:
             drill = backup.drill
             rules += [
@@ -374,7 +314,7 @@ def rule_groups(
     records = [
         {
             "record": error_ratio_record(w),
-            "expr": _error_ratio_raw(duration(w), dict(matchers or {})),
+            "expr": error_ratio_expr(w, dict(matchers or {})),
         }
         for w in sorted(windows)
     ]

@@ -1,4 +1,4 @@
-"""Shared fixtures: Pulumi mocks (tier 1 of DESIGN.md), used by component and engine tests."""
+"""Shared fixtures: Pulumi mocks (tier 1, component tests with mocks), used by component and engine tests."""
 
 from __future__ import annotations
 

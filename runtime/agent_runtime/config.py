@@ -31,14 +31,20 @@ __all__ = [
     "HealthCheckConfig",
     "GatewayConfig",
     "OutlierConfig",
+    "RUNBOOK_BASE_URL",
     "RestoreDrillConfig",
     "RetryConfig",
     "Route",
+    "RouteSettings",
     "RuntimeConfig",
     "StaticEndpoint",
     "format_validation_error",
     "load_runtime_config",
 ]
+
+
+# Each alert's runbook_url is this plus `#<alertname in lower case>` (docs/runbooks.md).
+RUNBOOK_BASE_URL = "https://github.com/agent-platform/agent-platform/blob/main/docs/runbooks.md"
 
 
 class Model(BaseModel):
@@ -170,21 +176,30 @@ class Discovery(Model):
         return self
 
 
-class Route(Model):
-    """One path prefix routed to one agent cluster."""
+class RouteSettings(Model):
+    """How one route treats its requests: capabilities, per-try timeout and resilience settings.
 
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    path_prefix: str = Field(pattern=r"^/")
-    cluster: str
+    The stack's routes (components/config.py `RouteConfig`) inherit these fields, so the setting
+    a stack file names is the one the gateway reads.
+    """
+
     required_capabilities: tuple[str, ...] = ()
     # Per-try timeout; the request's overall deadline still bounds every try.
     timeout_seconds: PositiveSeconds = 30.0
-    discovery: Discovery
     balancer: BalancerConfig = BalancerConfig()
     breaker: BreakerConfig = BreakerConfig()
     retry: RetryConfig = RetryConfig()
     outlier: OutlierConfig = OutlierConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
+
+
+class Route(RouteSettings):
+    """One path prefix routed to one agent cluster."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    path_prefix: str = Field(pattern=r"^/")
+    cluster: str
+    discovery: Discovery
 
 
 class GatewayConfig(Model):
@@ -265,7 +280,7 @@ class AlertingConfig(Model):
     # Where the standalone evaluator (`python -m agent_runtime alerts`) reads samples from.
     metrics_urls: tuple[str, ...] = ()
     # Each alert's runbook_url annotation is this plus `#<alertname in lower case>`.
-    runbook_base_url: str = "https://github.com/agent-platform/agent-platform/blob/main/docs/runbooks.md"
+    runbook_base_url: str = RUNBOOK_BASE_URL
 
     @field_validator("rules")
     @classmethod

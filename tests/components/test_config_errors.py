@@ -117,3 +117,24 @@ def test_unknown_top_level_key(run_stack):
     with pytest.raises(pulumi.RunError) as caught:
         run_stack(values, "prod")
     assert "stacks/Pulumi.prod.yaml: agent-platform:clusterz: unknown key" in str(caught.value)
+
+
+def _with_rule(annotations, mode):
+    values = _prod()
+    monitoring = values.setdefault("monitoring", {})
+    monitoring["mode"] = mode
+    monitoring["rules"] = [{"name": "ChatErrors", "signal": "error_rate", "threshold": 0.1, "annotations": annotations}]
+    return values
+
+
+def test_bad_alert_template_fails_validation_naming_the_annotation():
+    message = _error(_with_rule({"summary": "{{ $value | humanise }}"}, "prometheus-operator"))
+    assert "rules.ChatErrors.annotations.summary: bad template" in message
+    assert 'function "humanise" not defined' in message
+
+
+def test_prometheus_only_template_is_refused_only_where_it_runs_in_process():
+    template = {"summary": "{{ if gt $value 0.5 }}bad{{ end }}"}
+    assert "not supported by the in-process evaluator" in _error(_with_rule(template, "in-process"))
+    validate_platform(_with_rule(template, "prometheus-operator"), "prod")
+    validate_platform(_with_rule({"summary": "{{ $labels.route | toUpper }}"}, "in-process"), "prod")

@@ -2,7 +2,7 @@
 
 Each scenario feeds generated series to `promtool test rules` and states when one default rule
 must be silent, firing (labels and rendered annotations included) and resolved again. Expected
-annotations are rendered by `agent_runtime.alerts.render_template`, so these tests also hold the
+annotations are rendered by `agent_runtime.alerts.templates.expand`, so these tests also hold the
 in-process evaluator's templating to what Prometheus prints.
 """
 
@@ -16,13 +16,17 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_runtime.alerts import alert_annotations, alert_labels, render_template
-from agent_runtime.config import AlertRule, BackupConfig, RestoreDrillConfig
+from agent_runtime.alerts import alert_annotations, alert_labels, expand
+from agent_runtime.config import AlertRule, BackupConfig, BackupSource, RestoreDrillConfig
 from components.promql import RUNBOOK_BASE_URL, effective_rules, rule_groups
 
 from .conftest import write_rules
 
-BACKUP = BackupConfig(enabled=True, drill=RestoreDrillConfig(enabled=True))
+BACKUP = BackupConfig(
+    enabled=True,
+    sources=(BackupSource(name="db", kind="files", claim_name="agent-state"),),
+    drill=RestoreDrillConfig(enabled=True),
+)
 RULES = effective_rules(backup=BACKUP, slo_objective_percent=99.9)
 BY_NAME = {r.name: r for r in RULES}
 REQ = "agent_gateway_requests_total"
@@ -65,7 +69,7 @@ def _exp_alerts(rule: AlertRule, alerts: list[tuple[dict[str, str], float]]) -> 
     return [
         {
             "exp_labels": {**labels, **alert_labels(rule)},
-            "exp_annotations": {k: render_template(v, labels, value) for k, v in templates.items()},
+            "exp_annotations": {k: expand(v, labels, value) for k, v in templates.items()},
         }
         for labels, value in alerts
     ]
@@ -142,6 +146,13 @@ SCENARIOS = [
         [Expect("1580m"), Expect("1590m", [({"source": "db"}, 95400.0)]), Expect("1805m")],
         interval="5m",
         evaluation_interval="5m",
+    ),
+    Scenario(
+        # Source db has never been backed up (only an unconfigured source has): absent() makes
+        # the alert fire after `for: 5m` instead of staying silent forever.
+        "AgentBackupMissed",
+        [series("agent_backup_last_success_timestamp_seconds", {"source": "other"}, "0x20")],
+        [Expect("4m"), Expect("5m", [({"source": "db"}, float("inf"))])],
     ),
     Scenario(
         "AgentRestoreDrillMissed",
@@ -263,7 +274,7 @@ def _run(promtool: str, tmp_path: Path, rules_file: Path, scenario: Scenario) ->
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.alertname for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[f"{s.alertname}-{i}" for i, s in enumerate(SCENARIOS)])
 def test_default_rule_fires_and_resolves(promtool: str, tmp_path: Path, rules_file: Path, scenario: Scenario) -> None:
     _run(promtool, tmp_path, rules_file, scenario)
 

@@ -5,6 +5,19 @@ from fractions import Fraction
 import pytest
 
 from agent_policies.quantity import parse_quantity
+from tests.quantity_cases import INVALID, NEGATIVE, VALID
+
+
+@pytest.mark.parametrize("text, value", VALID + NEGATIVE)
+def test_shared_table_parses(text, value):
+    """The pack's copy of the grammar gives the same values as components/quantity.py."""
+    assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("text", INVALID)
+def test_shared_table_rejects(text):
+    with pytest.raises(ValueError):
+        parse_quantity(text)
 
 
 @pytest.mark.parametrize(

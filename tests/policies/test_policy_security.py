@@ -5,6 +5,7 @@ import pytest
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
 
 from agent_policies.security import (
+    _pinning_problem,
     registry_allows,
     split_image,
     validate_image_allowed_registry,
@@ -14,6 +15,7 @@ from agent_policies.security import (
     validate_pod_security_restricted,
 )
 from policy_fakes import run_resource
+from tests.image_cases import CASES
 from policy_builders import configmap, container, cronjob, deployment, job_pod_spec, pod_spec, service
 
 # --- pod-security-restricted --------------------------------------------------------------
@@ -169,6 +171,13 @@ def test_init_container_image_in_a_cronjob():
 def test_unknown_image_is_skipped():
     c = container(image=UNKNOWN_STRING_VALUE)  # e.g. an image built in the same stack
     assert run_resource(validate_image_pinned, deployment(spec=pod_spec(containers=[c]))) == []
+
+
+@pytest.mark.parametrize("image,parts,problem", CASES)
+def test_shared_image_table(image, parts, problem):
+    """The pack's copy splits and judges images as components/image_ref.py does."""
+    assert split_image(image) == parts
+    assert _pinning_problem(image) == problem
 
 
 def test_split_image():

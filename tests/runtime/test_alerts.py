@@ -1,7 +1,7 @@
 """In-process alert evaluation (agent_runtime.alerts) against a real webhook on 127.0.0.1.
 
 Time is a fake clock stepped by the tests; the gateway's registry is a real prometheus_client
-registry fed through `GatewayMetrics`; notifications go over real HTTP to an aiohttp receiver.
+registry holding the gateway's own metric declarations (`tests/gateway_metrics.py`); notifications go over real HTTP to an aiohttp receiver.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from agent_runtime.alerts import (
     SignalComputer,
     fingerprint,
     histogram_quantile,
-    render_template,
+    expand,
     samples_from_registry,
 )
 from agent_runtime.config import AlertingConfig, AlertRule
-from agent_runtime.metrics_signals import AgentQueueMetrics, GatewayMetrics
+from agent_runtime.metrics_signals import AgentQueueMetrics
+from tests.gateway_metrics import GatewayReplica
 
 
 class Clock:
@@ -83,10 +84,10 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
-def traffic(m: GatewayMetrics, route: str, ok: int, errors: int = 0) -> None:
-    m.requests.labels(route, "e1", "200").inc(ok)
+def traffic(m: GatewayReplica, route: str, ok: int, errors: int = 0) -> None:
+    m.request(route, 200, n=ok)
     if errors:
-        m.requests.labels(route, "e1", "503").inc(errors)
+        m.request(route, 503, n=errors)
 
 
 def rfc3339(ts: float) -> str:
@@ -108,7 +109,7 @@ ERROR_RULE = AlertRule(
 @pytest.mark.asyncio
 async def test_pending_firing_keep_firing_resolved_over_real_webhook(receiver: Receiver) -> None:
     clock = Clock()
-    m = GatewayMetrics()
+    m = GatewayReplica()
     config = AlertingConfig(
         rules=(ERROR_RULE,), webhook_url=receiver.url, evaluation_interval_seconds=10, external_url="http://gw:8080"
     )
@@ -191,7 +192,7 @@ async def test_pending_firing_keep_firing_resolved_over_real_webhook(receiver: R
 @pytest.mark.asyncio
 async def test_grouping_common_labels_and_partial_resolution(receiver: Receiver) -> None:
     clock = Clock()
-    m = GatewayMetrics()
+    m = GatewayReplica()
     rule = ERROR_RULE.model_copy(update={"for_seconds": 0.0, "keep_firing_for_seconds": 0.0, "annotations": {}})
     config = AlertingConfig(rules=(rule,), webhook_url=receiver.url, group_by=("alertname", "severity"))
     ev = AlertEvaluator(config, sources=[RegistrySource(m.registry)], clock=clock)
@@ -224,7 +225,7 @@ async def test_grouping_common_labels_and_partial_resolution(receiver: Receiver)
 @pytest.mark.asyncio
 async def test_failed_webhook_is_retried_and_unchanged_groups_repeat(receiver: Receiver) -> None:
     clock = Clock()
-    m = GatewayMetrics()
+    m = GatewayReplica()
     rule = AlertRule(name="BreakerOpen", signal="breaker_open", threshold=0, **{"for": 0})
     config = AlertingConfig(rules=(rule,), webhook_url=receiver.url, repeat_interval_seconds=100)
     ev = AlertEvaluator(config, sources=[RegistrySource(m.registry)], clock=clock)
@@ -249,14 +250,14 @@ async def test_failed_webhook_is_retried_and_unchanged_groups_repeat(receiver: R
 @pytest.mark.asyncio
 async def test_scraped_metrics_from_several_replicas(receiver: Receiver) -> None:
     """HttpSource scrapes real /metrics pages; breaker_open takes the worst replica."""
-    registries = [GatewayMetrics(), GatewayMetrics()]
+    registries = [GatewayReplica(), GatewayReplica()]
     registries[0].breaker_state.labels("chat", "e1").set(1)
     registries[0].breaker_state.labels("chat", "e2").set(2)
     registries[1].breaker_state.labels("chat", "e1").set(1)
     runners, urls = [], []
     for g in registries:
-        async def metrics(_: web.Request, g: GatewayMetrics = g) -> web.Response:
-            return web.Response(body=generate_latest(g.registry), content_type="text/plain")
+        async def metrics(_: web.Request, g: GatewayReplica = g) -> web.Response:
+            return web.Response(body=g.render(), content_type="text/plain")
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
@@ -283,7 +284,7 @@ async def test_scraped_metrics_from_several_replicas(receiver: Receiver) -> None
 def test_multi_window_burn_resets_with_the_short_window() -> None:
     """The SLO page needs both windows: it stops minutes after the burn, not an hour after."""
     clock = Clock()
-    m = GatewayMetrics()
+    m = GatewayReplica()
     rule = AlertRule(
         name="Burn",
         signal="availability",
@@ -307,7 +308,7 @@ def test_multi_window_burn_resets_with_the_short_window() -> None:
 
 
 def test_signals_match_promql_definitions() -> None:
-    g = GatewayMetrics()
+    g = GatewayReplica()
     q = AgentQueueMetrics()
     reg_samples = lambda: samples_from_registry(g.registry) + samples_from_registry(q.registry)  # noqa: E731
     s = SignalComputer(max_window_seconds=600)
@@ -323,8 +324,8 @@ def test_signals_match_promql_definitions() -> None:
     s.ingest(60, reg_samples())
     assert s.compute("error_rate", window_seconds=300) == {(("route", "chat"),): 0.01}
     assert s.compute("availability", window_seconds=300) == {(("route", "chat"),): 0.99}
-    # p99: rank 99 of 100 falls in (10, 20]: 10 + 10 * (99 - 95) / 5
-    assert s.compute("latency_p99_seconds") == {(("route", "chat"),): pytest.approx(18.0)}
+    # p99: rank 99 of 100 falls in the gateway's (10, 30] bucket: 10 + 20 * (99 - 95) / 5
+    assert s.compute("latency_p99_seconds") == {(("route", "chat"),): pytest.approx(26.0)}
     assert s.compute("queue_length") == {(("cluster", "workers"),): 7}
     assert s.compute("endpoints_ejected") == {(("route", "chat"),): 2}
     assert s.compute("error_rate", route="search") == {}
@@ -332,7 +333,7 @@ def test_signals_match_promql_definitions() -> None:
 
 
 def test_counter_reset_and_long_window_thinning() -> None:
-    g = GatewayMetrics()
+    g = GatewayReplica()
     s = SignalComputer(max_window_seconds=3 * 86400, resolution_seconds=30)
     for i in range(3 * 86400 // 30 + 1):  # three days at 30 s
         g.requests.labels("chat", "e1", "200").inc(1)
@@ -341,7 +342,7 @@ def test_counter_reset_and_long_window_thinning() -> None:
     assert len(series.times) < 1500  # thinned, not 8,641
     assert s.compute("availability", window_seconds=86400) == {(("route", "chat"),): 1.0}
     # A restart (counter back to 0) must not read as a negative or a huge increase.
-    g2 = GatewayMetrics()
+    g2 = GatewayReplica()
     g2.requests.labels("chat", "e1", "200").inc(5)
     g2.requests.labels("chat", "e1", "500").inc(5)
     t = 3 * 86400 + 30.0
@@ -375,7 +376,7 @@ def test_histogram_quantile_edges() -> None:
     ],
 )
 def test_templates_render_like_prometheus(template: str, value: float, expected: str) -> None:
-    assert render_template(template, {"route": "chat"}, value) == expected
+    assert expand(template, {"route": "chat"}, value) == expected
 
 
 def test_fingerprint_matches_alertmanager() -> None:
@@ -417,7 +418,7 @@ def test_cli_once_reads_a_textfile_and_exits_nonzero_when_firing(tmp_path: Path)
 
 @pytest.mark.asyncio
 async def test_run_loop_stops(receiver: Receiver) -> None:
-    m = GatewayMetrics()
+    m = GatewayReplica()
     config = AlertingConfig(rules=(ERROR_RULE,), webhook_url=receiver.url, evaluation_interval_seconds=0.05)
     ev = AlertEvaluator(config, sources=[RegistrySource(m.registry)])
     stop = asyncio.Event()
