@@ -181,6 +181,8 @@ class Balancer:
         self._initialized = False
         self.total_in_flight = 0
         strategy = self.config.strategy
+        # Compared by name: bound methods are new objects on each access, so `is` never matches.
+        self._strategy = strategy
         self._pick = {
             "round_robin": self._pick_rr,
             "weighted_round_robin": self._pick_swrr,
@@ -465,7 +467,8 @@ class Balancer:
 
     def _pick_excluding(self, g: _Group, key: str | None, exclude: Iterable[Endpoint]) -> Endpoint:
         # Retries: another endpoint than those tried, if there is one; rare, so a plain filter.
-        if self._pick is self._pick_hash:
+        strategy = self._strategy
+        if strategy == "consistent_hash":
             return self._pick_hash(g, key, exclude)
         rest = [e for e in g.cands if e not in exclude]
         if not rest:
@@ -473,12 +476,12 @@ class Balancer:
         if len(rest) == 1:
             return rest[0]
         now = self._clock()
-        if self._pick in (self._pick_rr, self._pick_swrr):
+        if strategy in ("round_robin", "weighted_round_robin"):
             ep = self._pick(g, key)
             if ep not in exclude:
                 return ep
             return rest[int(self._random() * len(rest))]
-        if self._pick is self._pick_least_conn:
+        if strategy == "least_connections":
             return min(rest, key=lambda e: (e.in_flight + 1) / self.effective_weight(e, now))
         return min(rest, key=lambda e: self.load(e, now))
 

@@ -347,3 +347,16 @@ async def test_gateway_exports_every_signal_the_alert_rules_read():
     for name in (s.REQUESTS_TOTAL, s.REQUEST_DURATION, s.BREAKER_STATE, s.ENDPOINTS_EJECTED,
                  s.RETRIES_TOTAL, s.RETRY_BUDGET_EXHAUSTED_TOTAL):
         assert name.removesuffix("_total") in exported, name
+
+
+async def test_a_retry_sends_the_deadline_that_remains(agents, make_gateway):
+    a, b = agents[:2]
+    a.mode = "stall"
+    gw = await make_gateway(config(route("remain", "/", [a, b], timeout_seconds=0.3)))
+    status, body = await get_json(gw, "/x", headers={"x-request-deadline-ms": "2000"})
+    assert status == 200 and body["agent"] == "b"
+    first = int(a.last_headers["x-request-deadline-ms"])
+    second = int(b.last_headers["x-request-deadline-ms"])
+    assert 1900 < first <= 2000
+    # The stalled try used 300 ms of the budget: the retry must not promise the agent the whole 2 s.
+    assert second <= first - 280
