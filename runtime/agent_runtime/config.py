@@ -196,6 +196,22 @@ class GatewayConfig(Model):
     # Upper bound on any request's deadline, also the default when a client sends none.
     default_deadline_seconds: PositiveSeconds = 60.0
     deadline_header: str = "x-request-deadline-ms"
+    # Envoy's admin port: /metrics, /healthz and /readyz never share the routes' listener, so a
+    # route can never shadow them and breaker states and endpoint addresses are not public.
+    admin_host: str = "0.0.0.0"
+    admin_port: int = Field(9901, ge=0, le=65535)
+    # Request line plus headers beyond this answer 431 (Envoy's max_request_headers_kb is 60).
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
+    # A request body beyond this answers 413 (nginx's client_max_body_size).
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    # nginx's client_header_timeout: the whole head must arrive within this (slowloris).
+    client_header_timeout_seconds: PositiveSeconds = 10.0
+    # nginx's client_body_timeout: the longest pause between two reads of a request body ...
+    client_body_timeout_seconds: PositiveSeconds = 10.0
+    # ... and, on average, at least this rate, so a trickling body cannot hold a slot for long.
+    client_body_min_bytes_per_second: int = Field(1024, ge=0)
+    # Idle keep-alive connections from clients are closed after this (nginx keepalive_timeout 75 s).
+    client_keepalive_seconds: PositiveSeconds = 75.0
 
 
 Signal = Literal[

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -133,25 +132,36 @@ class OutlierDetector:
 
 
 class HealthChecker:
-    """Active health checks of one route's endpoints, over the gateway's shared HTTP session."""
+    """Active health checks of one route's endpoints.
+
+    Probes go through `probe(endpoint, path, timeout)` (the gateway passes one over its own
+    upstream pool) or, for standalone use, an aiohttp `session`.
+    """
 
     def __init__(
         self,
         config: HealthCheckConfig,
         balancer: Balancer,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None = None,
         *,
+        probe: Callable[[Endpoint, str, float], Awaitable[bool]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[Endpoint, bool], None] | None = None,
     ) -> None:
+        if (session is None) == (probe is None):
+            raise ValueError("HealthChecker needs exactly one of `session` or `probe`")
         self.config = config
         self.balancer = balancer
         self.session = session
+        self._probe = probe
         self._clock = clock
         self._on_change = on_change
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
 
     async def probe(self, ep: Endpoint) -> bool:
+        if self._probe is not None:
+            return await self._probe(ep, self.config.path, self.config.timeout_seconds)
+        assert self.session is not None
         try:
             async with self.session.get(
                 ep.url + self.config.path, timeout=self._timeout, headers={"user-agent": "agent-gateway-health"}
@@ -192,9 +202,3 @@ class HealthChecker:
         results = await asyncio.gather(*(self.probe(ep) for ep in eps))
         for ep, ok in zip(eps, results):
             self.observe(ep, ok)
-
-    async def run(self) -> None:
-        """Check forever; jitter spreads the checks of many gateway replicas."""
-        while True:
-            await self.check_once()
-            await asyncio.sleep(self.config.interval_seconds * (0.9 + 0.2 * random.random()))

@@ -18,6 +18,7 @@ __all__ = [
     "REGISTRY",
     "breaker_not_permitted",
     "breaker_state",
+    "forget_endpoint",
     "render",
 ]
 
@@ -80,9 +81,21 @@ healthy_endpoints = Gauge(
 )
 in_flight = Gauge("agent_gateway_in_flight", "Requests in flight in the gateway.", registry=REGISTRY)
 shed = Counter("agent_gateway_shed", "Requests shed with 503 because of overload.", registry=REGISTRY)
+route_ready = Gauge(
+    "agent_gateway_route_ready", "1 when the route has endpoints to send to, 0 when not.", ["route"], registry=REGISTRY
+)
 config_reloads = Counter(
     "agent_gateway_config_reloads", "Config reloads, by result.", ["result"], registry=REGISTRY
 )
+
+
+def forget_endpoint(route: str, endpoint: str) -> None:
+    """Delete every series of a removed endpoint, so nothing keeps alerting on what is gone."""
+    for metric in (breaker_state, breaker_not_permitted, breaker_transitions, requests, ejections):
+        labelnames = metric._labelnames  # noqa: SLF001 - prometheus_client has no public lookup
+        for values in [v for v in list(metric._metrics) if dict(zip(labelnames, v)).get("route") == route
+                       and dict(zip(labelnames, v)).get("endpoint") == endpoint]:
+            metric.remove(*values)
 
 
 def render() -> bytes:

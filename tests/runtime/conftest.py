@@ -163,13 +163,20 @@ def route(name: str, prefix: str, agents: list[Agent], **overrides: Any) -> dict
 
 
 class GatewayHarness:
-    """A running gateway on 127.0.0.1 with its config file and an HTTP client."""
+    """A running gateway on 127.0.0.1 with its config file and an HTTP client.
+
+    `get`/`request` go to the proxy listener, `admin` to the admin listener (/metrics, /readyz).
+    """
 
     def __init__(self, gateway: Gateway, path: Path, session: aiohttp.ClientSession) -> None:
         self.gateway = gateway
         self.path = path
         self.session = session
         self.url = f"http://127.0.0.1:{gateway.port}"
+        self.admin_url = f"http://127.0.0.1:{gateway.admin_port}"
+
+    def admin(self, path: str, **kw: Any) -> Any:
+        return self.session.get(self.admin_url + path, **kw)
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.session.get(self.url + path, **kw)
