@@ -213,6 +213,12 @@ class GatewayConfig(Model):
     # Idle keep-alive connections from clients are closed after this (nginx keepalive_timeout 75 s).
     client_keepalive_seconds: PositiveSeconds = 75.0
 
+    @model_validator(mode="after")
+    def _admin_apart(self) -> GatewayConfig:
+        if self.admin_port and self.admin_port == self.port:
+            raise ValueError("`admin_port` must differ from `port`: the admin endpoints never share the routes' listener")
+        return self
+
 
 Signal = Literal[
     "error_rate",

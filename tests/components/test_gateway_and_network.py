@@ -62,3 +62,16 @@ def test_namespace_declares_state_sources_and_monitoring_for_the_policies(run_st
     assert namespace["annotations"]["agent-platform.io/state-sources"] == "agent-state,workspace"
     assert namespace["annotations"]["agent-platform.io/monitoring"] == "prometheus-operator"
     assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_gateway_probes_and_scrapes_its_admin_port_not_the_routes(run_stack):
+    mocks = run_stack(stack_values("local"), "local")
+    pod = mocks.one("kubernetes:apps/v1:Deployment", "gateway").inputs["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["admin"] == 9901 and ports["http"] != 9901
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == 9901, probe
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9901"
+    service = mocks.one("kubernetes:core/v1:Service", "gateway").inputs["spec"]
+    assert {p["name"]: p["targetPort"] for p in service["ports"]} == {"http": "http", "admin": "admin"}
