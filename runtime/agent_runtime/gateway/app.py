@@ -306,12 +306,6 @@ class Gateway:
     async def _proxy(self, req: Request, conn: ServerConnection) -> None:
         clock = self.clock
         t0 = clock()
-        gw = self.gw
-        if self.in_flight >= gw.max_in_flight:
-            m.shed.inc()
-            conn.reply(503, "overloaded", _RETRY_AFTER)
-            return
-        self.in_flight += 1
         headers = req.headers
         rid = headers.get(REQUEST_ID_HEADER) or new_id(8)
         trace_id, tp = traceparent(headers.get("traceparent"))
@@ -320,6 +314,7 @@ class Gateway:
         endpoint = "-"
         attempts = [0]
         path = req.target
+        admitted = False
         try:
             try:
                 raw_path, query = split_target(req.target)
@@ -333,7 +328,30 @@ class Gateway:
                 status = 404
                 conn.reply(404, f"no route for {path}")
                 return
-            status, endpoint = await self._forward(req, conn, rs, t0, rid, tp, path + query, attempts)
+            data: bytes | Body | None = None
+            body = req.body
+            if body is not None:
+                conn.send_continue(req)
+                if req.content_length is not None and req.content_length <= RETRY_BUFFER_BYTES:
+                    # Read before admission (nginx's request buffering): a client trickling its
+                    # body holds a connection, bounded by the body timeouts, never a proxy slot.
+                    try:
+                        data = await body.read_all()
+                    except BodyError as exc:
+                        status = exc.status
+                        rs.error("client_body")
+                        conn.reply(status, f"request body: {exc}")
+                        return
+                else:
+                    data = body
+            if self.in_flight >= self.gw.max_in_flight:
+                m.shed.inc()
+                status = 503
+                conn.reply(503, "overloaded", _RETRY_AFTER)
+                return
+            self.in_flight += 1
+            admitted = True
+            status, endpoint = await self._forward(req, conn, rs, t0, rid, tp, path + query, data, attempts)
         except _Done as done:
             status, endpoint = done.status, done.endpoint
         except asyncio.CancelledError:
@@ -350,7 +368,8 @@ class Gateway:
             else:
                 conn.abort()
         finally:
-            self.in_flight -= 1
+            if admitted:
+                self.in_flight -= 1
             elapsed = clock() - t0
             if rs is not None:
                 rs.latency.observe(elapsed)
@@ -411,7 +430,7 @@ class Gateway:
 
     async def _forward(
         self, req: Request, conn: ServerConnection, rs: RouteState, t0: float, rid: str, tp: str,
-        target: str, attempts: list[int],
+        target: str, data: bytes | Body | None, attempts: list[int],
     ) -> tuple[int, str]:
         clock = self.clock
         deadline, client_deadline = self._deadline(req, t0)
@@ -425,24 +444,8 @@ class Gateway:
             required = required | {c.strip() for c in caps.split(",") if c.strip()}
         key = req.headers.get(rs.hash_header) if rs.hash_header else None
         method = req.method
-        # Body: buffer small ones (replayable), stream the rest.
-        data: bytes | Body | None = None
-        replayable = True
-        body = req.body
-        if body is not None:
-            length = req.content_length
-            conn.send_continue(req)
-            if length is not None and length <= RETRY_BUFFER_BYTES:
-                try:
-                    data = await body.read_all()
-                except BodyError as exc:
-                    # The client's upload broke off or crawled: its fault, nothing reached an agent.
-                    rs.error("client_body")
-                    conn.reply(408 if exc.kind == "body_timeout" else 400, f"request body: {exc}")
-                    return 408 if exc.kind == "body_timeout" else 400, "-"
-            else:
-                data = body
-                replayable = False
+        # A small body was read whole (replayable); a bigger or chunked one streams, once.
+        replayable = not isinstance(data, Body)
         head_lines = self._upstream_head(req, target, rid, tp)
         if isinstance(data, Body):
             framing = "Transfer-Encoding: chunked"  # re-chunked as it streams, whatever its framing
@@ -515,7 +518,7 @@ class Gateway:
             except BodyError as exc:
                 att.record(Outcome.ABANDONED)
                 rs.error("client_body")
-                code = 408 if exc.kind == "body_timeout" else 400
+                code = exc.status
                 conn.reply(code, f"request body: {exc}")
                 return code, ep.key
             except BaseException:

@@ -193,7 +193,8 @@ class ServerConnection(asyncio.Protocol):
         self.server.malformed += 1
         log.info("refused request from %s: %d %s", self._peer, status, text)
         if self._req is not None and self._req.body is not None:
-            self._req.body.fail(BodyError("client", "malformed", text))
+            kind = {413: "too_large", 408: "body_timeout"}.get(status, "malformed")
+            self._req.body.fail(BodyError("client", kind, text))
         if self._started or self.transport is None:
             self.close()
             return
