@@ -160,6 +160,25 @@ class Discovery(Model):
     # Capabilities every endpoint of a DNS-discovered cluster offers.
     capabilities: tuple[str, ...] = ()
 
+    @field_validator("service")
+    @classmethod
+    def _dns_name(cls, v: str | None) -> str | None:
+        # What the resolver would refuse (with a UnicodeError from the IDNA codec) is refused here,
+        # where it names the key, instead of at the first lookup.
+        if v is None:
+            return v
+        name = v.rstrip(".")
+        if not name or len(name) > 253:
+            raise ValueError("a DNS name has 1 to 253 characters")
+        for label in name.split("."):
+            if not 1 <= len(label) <= 63:
+                raise ValueError(f"DNS label {label[:70]!r} must have 1 to 63 characters")
+        try:
+            name.encode("idna")
+        except UnicodeError as exc:
+            raise ValueError(f"not a valid DNS name: {exc}") from None
+        return v
+
     @model_validator(mode="after")
     def _complete(self) -> Discovery:
         if self.kind == "dns" and not self.service:

@@ -193,7 +193,7 @@ class Gateway:
                 continue
             rs = RouteState(route, self.clock)
             if route.discovery.kind == "dns":
-                await rs.discover_once(self.resolver)
+                await rs.discover_once(self.resolver, strict=True)
             new[route.name] = rs
             started.append(rs)
         for rs in started:
@@ -243,7 +243,13 @@ class Gateway:
         self._bad_stamp = None
         if config.gateway.host != self.gw.host or config.gateway.port != self.gw.port:
             log.warning("gateway.host/port changed in %s: takes effect on restart", self.config_path)
-        await self._apply_routes(config)
+        try:
+            await self._apply_routes(config)
+        except ConfigError as exc:
+            self._bad_stamp = stamp
+            m.config_reloads.labels("error").inc()
+            log.error("config reload rejected, keeping the running config: %s", exc)
+            return False
         await self._apply_alerts(config.alerts)
         self.reloads += 1
         m.config_reloads.labels("ok").inc()

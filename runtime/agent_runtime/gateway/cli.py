@@ -77,6 +77,9 @@ def run(path: str, host: str | None = None, port: int | None = None, access_log_
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_serve(config, path, host, port, access_log_enabled))
+    except ConfigError as exc:
+        print(f"agent_runtime gateway: invalid config: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"agent_runtime gateway: cannot listen: {exc}", file=sys.stderr)
         return 2

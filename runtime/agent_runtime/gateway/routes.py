@@ -11,7 +11,7 @@ from typing import Any
 from .. import metrics as m
 from ..balancer import Balancer, Endpoint
 from ..breaker import CircuitBreaker
-from ..config import Route
+from ..config import ConfigError, Route
 from ..health import HealthChecker, OutlierDetector
 from ..retry import RetryBudget, RetryPolicy
 from .paths import normalise_prefix
@@ -105,13 +105,22 @@ class RouteState:
             await self.discover_once(resolver)
             await asyncio.sleep(d.refresh_seconds)
 
-    async def discover_once(self, resolver: Resolver) -> None:
+    async def discover_once(self, resolver: Resolver, *, strict: bool = False) -> None:
+        """Resolve once. `strict` (a config being applied): a name the resolver cannot even
+        encode is a `ConfigError`, so the config is refused; a failed lookup never is."""
         d = self.route.discovery
         assert d.service is not None
         try:
             addresses = await resolver(d.service, d.port)
-        except Exception as exc:  # noqa: BLE001 - OSError, timeouts, UnicodeError from IDNA: never stop
+        except (OSError, asyncio.TimeoutError) as exc:
             # Keep the last known endpoints: a DNS hiccup must not empty a route.
+            log.warning("route %s: cannot resolve %s: %s", self.name, d.service, exc or type(exc).__name__)
+            return
+        except Exception as exc:  # noqa: BLE001 - UnicodeError from the IDNA codec, and the like
+            if strict:
+                raise ConfigError(
+                    f"routes.{self.name}.discovery.service: cannot resolve {d.service!r}: {exc}"
+                ) from None
             log.warning("route %s: cannot resolve %s: %s", self.name, d.service, exc or type(exc).__name__)
             return
         if not addresses and self.balancer.endpoints:
