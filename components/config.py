@@ -162,7 +162,14 @@ class RouteConfig(Model):
     # Defaults to /<cluster name>.
     path_prefix: str | None = Field(None, pattern=r"^/")
     required_capabilities: tuple[str, ...] = ()
-    timeout_seconds: float = Field(30.0, gt=0)
+    # Per try, until the agent's response head; unset: the cluster's max_run_seconds.
+    timeout_seconds: float | None = Field(None, gt=0)
+    # All tries together; unset: the cluster's max_run_seconds. Shorter only with short_deadline.
+    deadline_seconds: float | None = Field(None, gt=0)
+    # A route that knowingly cuts runs shorter than its cluster's max_run_seconds.
+    short_deadline: bool = False
+    # A streamed answer is cut after this long without a byte (not after the deadline).
+    stream_idle_timeout_seconds: float = Field(300.0, gt=0)
     balancer: BalancerConfig = BalancerConfig()
     breaker: BreakerConfig = BreakerConfig()
     retry: RetryConfig = RetryConfig()
@@ -337,6 +344,23 @@ class PlatformConfig(Model):
                     f"clusters.{cluster.name}.autoscaling.queue.source is 'keda' "
                     "but kubernetes.keda_installed is false"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _route_deadlines(self) -> PlatformConfig:
+        """A route must let its cluster's longest run finish, unless it says it will not."""
+        clusters = {c.name: c for c in self.clusters}
+        for index, route in enumerate(self.routes):
+            cluster = clusters.get(route.cluster)
+            if cluster is None or route.short_deadline:
+                continue
+            for key in ("deadline_seconds", "timeout_seconds"):
+                value = getattr(route, key)
+                if value is not None and value < cluster.max_run_seconds:
+                    raise ValueError(
+                        f"routes[{index}].{key} ({value:g}) is shorter than clusters.{cluster.name}.max_run_seconds "
+                        f"({cluster.max_run_seconds}): runs would be cut; raise it or set short_deadline: true"
+                    )
         return self
 
     @model_validator(mode="after")

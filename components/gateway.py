@@ -55,7 +55,8 @@ class Gateway(pulumi.ComponentResource):
         pod_labels = L.standard_labels("gateway", "gateway", environment, L.image_version(spec.image))
         await_annotations = {L.SKIP_AWAIT: "true"} if skip_await else {}
         # The longest request the gateway may be serving when told to stop.
-        max_run_seconds = int(spec.default_deadline_seconds)
+        max_run_seconds = int(max([spec.default_deadline_seconds,
+                                   *(r.deadline_seconds or 0 for r in runtime.routes)]))
 
         def meta(resource_name: str | None, extra: dict[str, str] | None = None) -> dict:
             return {

@@ -28,7 +28,10 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
             path_prefix=config.route_prefix(route),
             cluster=cluster.name,
             required_capabilities=route.required_capabilities,
-            timeout_seconds=route.timeout_seconds,
+            # Long agent runs: both default to the cluster's longest run, never a global 60 s.
+            timeout_seconds=route.timeout_seconds or cluster.max_run_seconds,
+            deadline_seconds=route.deadline_seconds or cluster.max_run_seconds,
+            stream_idle_timeout_seconds=route.stream_idle_timeout_seconds,
             discovery=rt.Discovery(
                 kind="dns",
                 service=f"{cluster.name}-headless.{config.namespace}.svc.cluster.local",

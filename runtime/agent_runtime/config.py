@@ -195,8 +195,14 @@ class Route(Model):
     path_prefix: str = Field(pattern=r"^/")
     cluster: str
     required_capabilities: tuple[str, ...] = ()
-    # Per-try timeout; the request's overall deadline still bounds every try.
+    # Per-try timeout, until the agent's response head arrives; the request's deadline bounds it.
     timeout_seconds: PositiveSeconds = 30.0
+    # The request's deadline (all tries, until the response head); unset: gateway.default_deadline_seconds.
+    # A client's deadline header can only shorten it. Stack files default it to the cluster's max_run_seconds.
+    deadline_seconds: PositiveSeconds | None = None
+    # Once the head is relayed a (streamed) body is bounded by idle time, not by the deadline:
+    # a long agent run may stream for as long as it keeps sending (Envoy's stream_idle_timeout, 5 min).
+    stream_idle_timeout_seconds: PositiveSeconds = 300.0
     discovery: Discovery
     balancer: BalancerConfig = BalancerConfig()
     breaker: BreakerConfig = BreakerConfig()

@@ -244,3 +244,50 @@ async def test_a_dns_name_that_raises_unicode_error_never_stops_the_watcher(agen
     assert gw.gateway.routes["uni"].route.timeout_seconds == 3.0  # still watching
     async with gw.get("/back") as resp:
         assert resp.status == 200
+
+
+async def test_long_agent_runs_are_bounded_by_the_route_deadline_and_stream_idle_time(agents, make_gateway):
+    a, b = agents[:2]
+    a.delay = 0.7
+    gw = await make_gateway(config(
+        route("long", "/long", [a], deadline_seconds=2.0, timeout_seconds=2.0),
+        route("stream", "/", [b], deadline_seconds=0.4, timeout_seconds=0.4, stream_idle_timeout_seconds=0.5),
+        default_deadline_seconds=0.3,
+    ))
+    # The route's own deadline, not the gateway's global default, bounds a long run.
+    async with gw.get("/long/run") as r:
+        assert r.status == 200
+    # A stream that lasts 1.2 s, far past the 0.4 s deadline, arrives whole: it never idles 0.5 s.
+    async with gw.get("/stream?chunks=6&pause=0.2&size=1000") as r:
+        assert r.status == 200 and len(await r.read()) == 6000
+    # One that pauses longer than the idle timeout is cut, and counted as the error it is.
+    before = sample("agent_gateway_requests_total", {"route": "stream", "endpoint": f"127.0.0.1:{b.port}", "code": "502"})
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with gw.get("/stream?chunks=3&pause=0.9&size=1000") as r:
+            await r.read()
+    await asyncio.sleep(0.05)
+    after = sample("agent_gateway_requests_total", {"route": "stream", "endpoint": f"127.0.0.1:{b.port}", "code": "502"})
+    assert after == before + 1
+
+
+async def test_a_stream_the_agent_cuts_counts_as_an_error_not_a_200(make_gateway):
+    async def agent(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+        await writer.drain()
+        writer.transport.abort()
+
+    srv = await asyncio.start_server(agent, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    r = route("cut", "/", [])
+    r["discovery"] = {"kind": "static", "endpoints": [{"host": "127.0.0.1", "port": port}]}
+    gw = await make_gateway(config(r))
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with gw.get("/x") as resp:
+            assert resp.status == 200
+            await resp.read()
+    await asyncio.sleep(0.05)
+    labels = {"route": "cut", "endpoint": f"127.0.0.1:{port}"}
+    assert sample("agent_gateway_requests_total", {**labels, "code": "502"}) == 1
+    assert sample("agent_gateway_requests_total", {**labels, "code": "200"}) == 0
+    srv.close()

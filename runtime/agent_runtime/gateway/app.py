@@ -395,9 +395,9 @@ class Gateway:
                     "duration_ms": round(elapsed * 1000.0, 2),
                 })
 
-    def _deadline(self, req: Request, now: float) -> tuple[float, bool]:
-        """(deadline, whether the client's header set it below the gateway's own limit)."""
-        limit = self.gw.default_deadline_seconds
+    def _deadline(self, req: Request, rs: RouteState, now: float) -> tuple[float, bool]:
+        """(deadline, whether the client's header set it below the route's own limit)."""
+        limit = rs.route.deadline_seconds or self.gw.default_deadline_seconds
         raw = req.headers.get(self.gw.deadline_header)
         if raw:
             try:
@@ -439,7 +439,7 @@ class Gateway:
         target: str, data: bytes | Body | None, attempts: list[int],
     ) -> tuple[int, str]:
         clock = self.clock
-        deadline, client_deadline = self._deadline(req, t0)
+        deadline, client_deadline = self._deadline(req, rs, t0)
         if deadline <= t0:
             rs.error("deadline")
             conn.reply(504, "deadline exceeded")
@@ -613,7 +613,9 @@ class Gateway:
             conn.respond_head(status, out, length)
             return status
         up = resp.conn
-        up.set_deadline(deadline)
+        idle = rs.route.stream_idle_timeout_seconds
+        clock = self.clock
+        up.set_deadline(clock() + idle)
         try:
             if length is not None and length <= SMALL_RESPONSE_BYTES:
                 data = body.take_buffered() if body.done else await body.read_all()
@@ -626,6 +628,7 @@ class Gateway:
                 chunk = await body.read()
                 if not chunk:
                     break
+                up.set_deadline(clock() + idle)
                 await conn.write(chunk)
             conn.end()
             return status
@@ -641,8 +644,7 @@ class Gateway:
             conn.abort()
             return 502
         except ConnectionResetError:
-            up.close()
-            raise asyncio.CancelledError from None
+            return 499  # the client went away mid-stream (nginx's code)
         finally:
             if not body.done:
                 up.close()
