@@ -81,6 +81,8 @@ healthy_endpoints = Gauge(
 )
 in_flight = Gauge("agent_gateway_in_flight", "Requests in flight in the gateway.", registry=REGISTRY)
 shed = Counter("agent_gateway_shed", "Requests shed with 503 because of overload.", registry=REGISTRY)
+tunnels = Counter("agent_gateway_tunnels", "Upgrade (WebSocket) tunnels opened, by route.", ["route"], registry=REGISTRY)
+tunnels_open = Gauge("agent_gateway_tunnels_open", "Upgrade (WebSocket) tunnels open now.", ["route"], registry=REGISTRY)
 route_ready = Gauge(
     "agent_gateway_route_ready", "1 when the route has endpoints to send to, 0 when not.", ["route"], registry=REGISTRY
 )

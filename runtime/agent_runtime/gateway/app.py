@@ -37,6 +37,7 @@ from .http1 import Request, Server, ServerConnection
 from .paths import BadTarget, normalise_path, split_target
 from .routes import Resolver, RouteState, getaddrinfo_resolver
 from .timers import Sweeper
+from .tunnel import Tunnel
 from .upstream import Pool, Response, UpstreamError
 
 __all__ = ["Gateway", "RETRY_BUFFER_BYTES", "SMALL_RESPONSE_BYTES"]
@@ -425,6 +426,10 @@ class Gateway:
             lines.append(f"{k}: {v}")
         if not have_host:
             lines.append("Host: gateway")
+        if req.upgrade:
+            # The one hop-by-hop header the agent must see: it is asked to switch protocols.
+            lines.append(f"Upgrade: {req.headers['upgrade']}")
+            lines.append("Connection: upgrade")
         lines.append(f"traceparent: {tp}")
         if REQUEST_ID_HEADER not in req.headers:
             lines.append(f"{REQUEST_ID_HEADER}: {rid}")
@@ -500,7 +505,7 @@ class Gateway:
             head = ("\r\n".join(head_lines) + f"\r\n{dh}: {max(1, int(remaining * 1000))}\r\n\r\n").encode("latin-1")
             att = Attempt(rs, ep, permit)
             try:
-                resp = await pool.exchange(ep.host, ep.port, ep.key, head, data, try_deadline, head_request)
+                resp = await pool.exchange(ep.host, ep.port, ep.key, head, data, try_deadline, head_request, req.upgrade)
             except UpstreamError as up:
                 if up.kind == "timeout" and client_deadline and clock() >= deadline - 0.001 and per_try > remaining:
                     # The client's own deadline ran out, not the agent's per-try time: not its fault.
@@ -544,6 +549,8 @@ class Gateway:
                         continue
             else:
                 att.record(Outcome.SUCCESS)
+            if status == 101:
+                return await self._tunnel(req, conn, rs, resp), ep.key
             return await self._relay(req, conn, rs, resp, deadline), ep.key
         # Every try failed in transport.
         assert last_error is not None
@@ -593,6 +600,23 @@ class Gateway:
             return None
         rs.retries.inc()
         return delay
+
+    async def _tunnel(self, req: Request, conn: ServerConnection, rs: RouteState, resp: Response) -> int:
+        """Relay the 101, then bytes both ways until either side closes or the tunnel idles out."""
+        headers = [(k, v) for k, v in resp.headers if k.lower() not in ("content-length", "transfer-encoding", "server")]
+        conn.switch_protocols(headers)
+        assert self.sweeper is not None
+        tunnel = Tunnel(conn, resp.conn, rs.route.stream_idle_timeout_seconds, self.sweeper)
+        m.tunnels.labels(rs.name).inc()
+        open_ = m.tunnels_open.labels(rs.name)
+        open_.inc()
+        try:
+            tunnel.start()
+            await asyncio.shield(tunnel.done)
+        finally:
+            open_.dec()
+            tunnel.close("gateway")
+        return 101
 
     async def _relay(self, req: Request, conn: ServerConnection, rs: RouteState, resp: Response, deadline: float) -> int:
         """Send the agent's answer to the client; returns the status to count."""

@@ -19,7 +19,7 @@ import math
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
@@ -27,6 +27,9 @@ from ..config import GatewayConfig
 from .body import Body, BodyError
 from .headers import response_head
 from .timers import Sweeper
+
+if TYPE_CHECKING:
+    from .tunnel import Tunnel
 
 __all__ = ["Request", "ServerConnection", "Server"]
 
@@ -132,6 +135,10 @@ class ServerConnection(asyncio.Protocol):
         self._chunked = False
         self._close_after = False
         self._head_only = False
+        # After a 101: bytes go to the tunnel, not the parser (kept here until it is attached).
+        self._tunnel: Tunnel | None = None
+        self._upgraded = b""
+        self._upgrading = False
 
     # -- transport callbacks -----------------------------------------------------------
 
@@ -155,6 +162,8 @@ class ServerConnection(asyncio.Protocol):
         for r in (self._req, self._current, *self._queue):
             if r is not None and r.body is not None:
                 r.body.fail(BodyError("client", "aborted", "client closed the connection"))
+        if self._tunnel is not None:
+            self._tunnel.close("client closed")
         if self._task is not None and not self._task.done():
             # The client is gone: the handler stops and records the try as abandoned.
             self._task.cancel()
@@ -164,21 +173,34 @@ class ServerConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._tunnel is not None:
+            self._tunnel.client_full(True)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._tunnel is not None:
+            self._tunnel.client_full(False)
         d = self._drain
         if d is not None and not d.done():
             d.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel.from_client(data)
+            return
+        if self._upgrading:
+            self._upgraded += data
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # Bytes after the head belong to the tunnel; the handler decides what to do.
-            if self._req is not None:
-                self._req.upgrade = True
-                self._message_done()
+        except httptools.HttpParserUpgrade as exc:
+            # Bytes after the head belong to the tunnel, if the agent agrees to one; until the
+            # handler knows, nothing more is read.
+            self._upgrading = True
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            self._upgraded = data[offset:]
+            if self.transport is not None:
+                self.transport.pause_reading()
         except _TooLarge as exc:
             self._refuse(exc.status, str(exc))
         except httptools.HttpParserError as exc:
@@ -246,6 +268,7 @@ class ServerConnection(asyncio.Protocol):
         req.target = b"".join(self._url).decode("latin-1")
         req.version = p.get_http_version()
         req.keep_alive = p.should_keep_alive()
+        req.upgrade = p.should_upgrade() and "upgrade" in req.headers
         h = req.headers
         cl = h.get("content-length")
         if cl is not None:
@@ -329,6 +352,17 @@ class ServerConnection(asyncio.Protocol):
         if self._current is None and not self._queue:
             self.close()  # idle keep-alive connection
 
+    def attach_tunnel(self, tunnel: Tunnel) -> None:
+        """From now on this connection is one end of `tunnel` (after a 101 was sent)."""
+        self._tunnel = tunnel
+        self.server.sweeper.unwatch(self)
+        self.deadline = _NEVER
+        pending, self._upgraded = self._upgraded, b""
+        if pending:
+            tunnel.from_client(pending)
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     def idle(self) -> bool:
         return self._current is None and not self._queue and not self._parsing
 
@@ -406,6 +440,14 @@ class ServerConnection(asyncio.Protocol):
             framing = f"Content-Length: {len(body)}"
         head = response_head(status, headers, framing, close)
         self.transport.write(head if self._head_only else head + body)
+
+    def switch_protocols(self, headers: list[tuple[str, str]]) -> None:
+        """Send the agent's 101 (with its Upgrade and Connection: upgrade) and nothing else."""
+        if self._started or self._closed or self.transport is None:
+            return
+        self._started = True
+        self._close_after = True
+        self.transport.write(response_head(101, headers, "", False))
 
     def respond_head(self, status: int, headers: list[tuple[str, str]], length: int | None) -> None:
         """A response to HEAD, or one without a body, advertising `length` as the upstream did."""

@@ -18,11 +18,15 @@ import math
 import socket
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httptools
 
 from .body import Body, BodyError
 from .timers import Sweeper
+
+if TYPE_CHECKING:
+    from .tunnel import Tunnel
 
 __all__ = ["Pool", "Response", "UpstreamError"]
 
@@ -87,6 +91,11 @@ class Connection(asyncio.Protocol):
         self._drain: asyncio.Future | None = None
         self._pump: asyncio.Task | None = None
         self._failed: UpstreamError | BodyError | None = None
+        # A 101 answer: the connection becomes one end of a tunnel and never returns to the pool.
+        self.upgrade_ok = False
+        self.upgraded = False
+        self._tunnel: Tunnel | None = None
+        self._pending = b""
 
     # -- transport ---------------------------------------------------------------------
 
@@ -101,6 +110,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._tunnel is not None:
+            self._tunnel.close("agent closed")
         self.pool.forget(self)
         self.pool.sweeper.unwatch(self)
         if not self._complete:
@@ -111,20 +122,36 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._tunnel is not None:
+            self._tunnel.upstream_full(True)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._tunnel is not None:
+            self._tunnel.upstream_full(False)
         d = self._drain
         if d is not None and not d.done():
             d.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
+        if self._tunnel is not None:
+            self._tunnel.from_upstream(data)
+            return
+        if self.upgraded:
+            self._pending += data
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(UpstreamError("reset", True, "agent switched protocols unasked"))
-            self.close()
+        except httptools.HttpParserUpgrade as exc:
+            if not self.upgraded:
+                self._fail(UpstreamError("reset", True, "agent switched protocols unasked"))
+                self.close()
+                return
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            self._pending = data[offset:]
+            if self.transport is not None:
+                self.transport.pause_reading()
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError("reset", True, f"malformed response: {exc}"))
             self.close()
@@ -136,6 +163,17 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        if status == 101 and self.upgrade_ok:
+            self.upgraded = True
+            self.deadline = _NEVER
+            self.pool.sweeper.unwatch(self)
+            self._body = Body(None)
+            resp = Response(status, self._headers, False, self._body, self)
+            self._headers = []
+            h = self._head
+            if h is not None and not h.done():
+                h.set_result(resp)
+            return
         if 100 <= status < 200:
             # Interim answers (100 Continue, 103 Early Hints) are dropped, as nginx does; the gateway
             # answers the client's 100-continue itself.
@@ -160,7 +198,7 @@ class Connection(asyncio.Protocol):
             self._body.feed(data)
 
     def on_message_complete(self) -> None:
-        if self._body is None:
+        if self._body is None or self.upgraded:
             return  # the end of an interim response
         self._finish()
 
@@ -200,6 +238,14 @@ class Connection(asyncio.Protocol):
         else:
             self.pool.sweeper.unwatch(self)
 
+    def attach_tunnel(self, tunnel: Tunnel) -> None:
+        self._tunnel = tunnel
+        pending, self._pending = self._pending, b""
+        if pending:
+            tunnel.from_upstream(pending)
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     def close(self) -> None:
         self.closed = True
         self.pool.forget(self)
@@ -208,8 +254,11 @@ class Connection(asyncio.Protocol):
 
     # -- one exchange ------------------------------------------------------------------
 
-    async def exchange(self, head: bytes, body: bytes | Body | None, deadline: float, head_request: bool) -> Response:
+    async def exchange(
+        self, head: bytes, body: bytes | Body | None, deadline: float, head_request: bool, upgrade: bool = False
+    ) -> Response:
         assert self.transport is not None
+        self.upgrade_ok = upgrade
         loop = asyncio.get_running_loop()
         self._head = loop.create_future()
         self._body = None
@@ -310,18 +359,18 @@ class Pool:
 
     async def exchange(
         self, host: str, port: int, key: str, head: bytes, body: bytes | Body | None, deadline: float,
-        head_request: bool = False,
+        head_request: bool = False, upgrade: bool = False,
     ) -> Response:
         conn = self._take_idle(key)
         if conn is not None:
             try:
-                return await conn.exchange(head, body, deadline, head_request)
+                return await conn.exchange(head, body, deadline, head_request, upgrade)
             except UpstreamError as exc:
                 if exc.kind != "reset" or conn._got_bytes or isinstance(body, Body):
                     raise
                 # Closed by the agent while idle: nothing was processed, try a fresh connection.
         conn = await self._connect(host, port, key, deadline)
-        return await conn.exchange(head, body, deadline, head_request)
+        return await conn.exchange(head, body, deadline, head_request, upgrade)
 
     def release(self, conn: Connection, keep_alive: bool) -> None:
         if not keep_alive or conn.closed:
