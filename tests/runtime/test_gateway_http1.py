@@ -243,3 +243,22 @@ async def test_a_slow_agent_makes_the_gateway_stop_reading_a_big_upload(make_gat
     assert pushed < 24 * 1024 * 1024, pushed
     writer.close()
     srv.close()
+
+
+async def test_concurrent_clients_over_pooled_connections_each_get_their_own_answer(agents, make_gateway):
+    """A pooled connection is reused only once its previous caller is done with it."""
+    gw = await make_gateway(config(route("conc", "/", agents[:2])))
+
+    async def client(n: int) -> list[bool]:
+        c = await raw(gw)
+        ok = []
+        for i in range(30):
+            await c.send(f"GET /c{n}-{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            r = await c.response(timeout=5)
+            ok.append(r.status == 200 and json.loads(r.body)["path"] == f"/c{n}-{i}")
+        c.close()
+        return ok
+
+    results = await asyncio.gather(*(client(n) for n in range(16)))
+    assert all(all(r) for r in results)
+    assert gw.gateway.pool.opened <= 2 * 16  # connections are reused, not one per request

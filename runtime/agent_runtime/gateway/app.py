@@ -267,7 +267,10 @@ class Gateway:
         try:
             resp = await self.pool.exchange(ep.host, ep.port, ep.key, head, None, self.clock() + timeout)
             resp.conn.set_deadline(self.clock() + timeout)
-            await resp.body.read_all()
+            try:
+                await resp.body.read_all()
+            finally:
+                resp.finish()
             return 200 <= resp.status < 300
         except (UpstreamError, BodyError, OSError):
             return False
@@ -635,6 +638,7 @@ class Gateway:
         body = resp.body
         if req.method == "HEAD" or status in (204, 304) or status < 200:
             conn.respond_head(status, out, length)
+            resp.finish()
             return status
         up = resp.conn
         idle = rs.route.stream_idle_timeout_seconds
@@ -670,5 +674,4 @@ class Gateway:
         except ConnectionResetError:
             return 499  # the client went away mid-stream (nginx's code)
         finally:
-            if not body.done:
-                up.close()
+            resp.finish()

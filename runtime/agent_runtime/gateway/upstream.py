@@ -66,6 +66,13 @@ class Response:
         """Not relaying this answer (a retry follows): the connection cannot be reused."""
         self.conn.close()
 
+    def finish(self) -> None:
+        """The caller is done with this answer: the connection goes back to the pool if it can.
+
+        Only now, never when the parser reaches the end: until the caller is done, the connection
+        still belongs to this exchange (its deadline, its futures)."""
+        self.conn.done_with()
+
 
 class Connection(asyncio.Protocol):
     """One keep-alive connection to one endpoint; one exchange at a time."""
@@ -91,6 +98,7 @@ class Connection(asyncio.Protocol):
         self._drain: asyncio.Future | None = None
         self._pump: asyncio.Task | None = None
         self._failed: UpstreamError | BodyError | None = None
+        self._caller_done = True
         # A 101 answer: the connection becomes one end of a tunnel and never returns to the pool.
         self.upgrade_ok = False
         self.upgraded = False
@@ -214,7 +222,20 @@ class Connection(asyncio.Protocol):
             # The agent answered before taking the whole upload: the connection is spoilt.
             self._pump.cancel()
             self._keep_alive = False
-        self.pool.release(self, self._keep_alive)
+        if self._caller_done:
+            self.pool.release(self, self._keep_alive)
+
+    def done_with(self) -> None:
+        """The exchange's caller has finished with the response (see `Response.finish`)."""
+        if self._caller_done:
+            return
+        self._caller_done = True
+        if self.upgraded:
+            return
+        if self._complete:
+            self.pool.release(self, self._keep_alive)
+        else:
+            self.close()  # a body left unread: the connection cannot be reused
 
     def _fail(self, error: UpstreamError | BodyError) -> None:
         if self._failed is None:
@@ -260,7 +281,8 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self.upgrade_ok = upgrade
         loop = asyncio.get_running_loop()
-        self._head = loop.create_future()
+        head_future = self._head = loop.create_future()
+        self._caller_done = False
         self._body = None
         self._got_bytes = False
         self._complete = False
@@ -275,12 +297,14 @@ class Connection(asyncio.Protocol):
             self.transport.write(head + body if body else head)
             self._sent = True
         try:
-            return await self._head
+            return await head_future
         except BaseException:
+            self._caller_done = True
             self.close()
             raise
         finally:
-            self._head = None
+            if self._head is head_future:
+                self._head = None
 
     async def _send_body(self, body: Body) -> None:
         """Relay a streamed upload chunked; wait while the agent's buffer is above its high water."""
