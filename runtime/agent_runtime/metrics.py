@@ -8,13 +8,20 @@ exporter and the rules cannot drift apart.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
+import bisect
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from agent_runtime import metrics_signals as signals
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
+    "LATENCY_BUCKETS",
+    "RouteRecorder",
+    "forget_route",
+    "route_recorder",
     "REGISTRY",
     "breaker_not_permitted",
     "breaker_state",
@@ -23,6 +30,88 @@ __all__ = [
 ]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+# -- the per-request families: plain integers, exported at scrape time ------------------------
+#
+# A labelled prometheus_client Counter and Histogram cost a lock and a few dict lookups per
+# request, a visible share of a ~35 us per-request budget. The request path instead adds to plain
+# integers in a `RouteRecorder`; the collector below turns them into the same families (names,
+# labels, buckets) when /metrics is scraped.
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class RouteRecorder:
+    """Request counts (by endpoint and status code) and the latency histogram of one route."""
+
+    __slots__ = ("route", "counts", "buckets", "total", "count")
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+        self.counts: dict[tuple[str, int], int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf only
+        self.total = 0.0
+        self.count = 0
+
+    def record(self, endpoint: str, status: int, seconds: float) -> None:
+        """One answered request: who answered (or "-"), its status code, time to response head."""
+        key = (endpoint, status)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+        self.count += 1
+
+    def forget_endpoint(self, endpoint: str) -> None:
+        for key in [k for k in self.counts if k[0] == endpoint]:
+            del self.counts[key]
+
+
+_recorders: dict[str, RouteRecorder] = {}
+
+
+def route_recorder(route: str) -> RouteRecorder:
+    """The recorder of `route` (one per route name per process, kept across config reloads)."""
+    rec = _recorders.get(route)
+    if rec is None:
+        rec = _recorders[route] = RouteRecorder(route)
+    return rec
+
+
+def forget_route(route: str) -> None:
+    """A route removed from the config: its series leave /metrics."""
+    _recorders.pop(route, None)
+
+
+class _RequestCollector:
+    def collect(self) -> Iterator[Metric]:
+        counts = CounterMetricFamily(
+            signals.REQUESTS_TOTAL.removesuffix("_total"),
+            "Requests answered by the gateway, by route, endpoint and status code.",
+            labels=["route", "endpoint", "code"],
+        )
+        latency = HistogramMetricFamily(
+            signals.REQUEST_DURATION,
+            "Time from request received to response headers sent, by route.",
+            labels=["route"],
+        )
+        for name, rec in list(_recorders.items()):
+            for (endpoint, status), n in list(rec.counts.items()):
+                counts.add_metric([name, endpoint, str(status)], n)
+            cumulative = 0
+            buckets = []
+            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), rec.buckets):
+                cumulative += n
+                buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+            latency.add_metric([name], buckets, rec.total)
+        yield counts
+        yield latency
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+REGISTRY.register(_RequestCollector())
 
 breaker_state = Gauge(
     signals.BREAKER_STATE,
@@ -42,23 +131,10 @@ breaker_transitions = Counter(
     ["route", "endpoint", "to_state"],
     registry=REGISTRY,
 )
-requests = Counter(
-    signals.REQUESTS_TOTAL.removesuffix("_total"),
-    "Requests answered by the gateway, by route, endpoint and status code.",
-    ["route", "endpoint", "code"],
-    registry=REGISTRY,
-)
 errors = Counter(
     "agent_gateway_errors",
     "Requests that failed in the gateway or upstream, by kind.",
     ["route", "kind"],
-    registry=REGISTRY,
-)
-latency = Histogram(
-    signals.REQUEST_DURATION,
-    "Time from request received to response headers sent, by route.",
-    ["route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
     registry=REGISTRY,
 )
 retries = Counter(signals.RETRIES_TOTAL.removesuffix("_total"), "Retries sent upstream.", ["route"], registry=REGISTRY)
@@ -93,7 +169,10 @@ config_reloads = Counter(
 
 def forget_endpoint(route: str, endpoint: str) -> None:
     """Delete every series of a removed endpoint, so nothing keeps alerting on what is gone."""
-    for metric in (breaker_state, breaker_not_permitted, breaker_transitions, requests, ejections):
+    rec = _recorders.get(route)
+    if rec is not None:
+        rec.forget_endpoint(endpoint)
+    for metric in (breaker_state, breaker_not_permitted, breaker_transitions, ejections):
         labelnames = metric._labelnames  # noqa: SLF001 - prometheus_client has no public lookup
         for values in [v for v in list(metric._metrics) if dict(zip(labelnames, v)).get("route") == route
                        and dict(zip(labelnames, v)).get("endpoint") == endpoint]:

@@ -211,6 +211,7 @@ class Gateway:
                 if name not in new:
                     for key in list(rs.breakers):
                         m.forget_endpoint(name, key)
+                    m.forget_route(name)
 
     def _stamp(self) -> tuple[int, int] | None:
         assert self.config_path is not None
@@ -382,8 +383,7 @@ class Gateway:
                 self.in_flight -= 1
             elapsed = clock() - t0
             if rs is not None:
-                rs.latency.observe(elapsed)
-                rs.count(endpoint, status or 499)
+                rs.recorder.record(endpoint, status or 499, elapsed)
             if self.access_log is not None:
                 self.access_log.write({
                     "ts": round(time.time(), 3),

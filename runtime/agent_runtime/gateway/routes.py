@@ -50,10 +50,9 @@ class RouteState:
         self.health: HealthChecker | None = None
         self.tasks: list[asyncio.Task] = []
         self.resolved = route.discovery.kind == "static"
-        self.latency = m.latency.labels(self.name)
+        self.recorder = m.route_recorder(self.name)
         self.retries = m.retries.labels(self.name)
         self.exhausted = m.retry_budget_exhausted.labels(self.name)
-        self._counters: dict[tuple[str, int], Any] = {}
         self._errors: dict[str, Any] = {}
         if route.discovery.kind == "static":
             self.set_endpoints(
@@ -79,19 +78,10 @@ class RouteState:
         """A removed endpoint's series go from /metrics, or an open breaker would alert forever."""
         self.breakers.pop(key, None)
         m.forget_endpoint(self.name, key)
-        for k in [k for k in self._counters if k[0] == key]:
-            del self._counters[k]
 
     def _ejected(self, ep: Endpoint, reason: str) -> None:
         m.ejections.labels(self.name, ep.key, reason).inc()
         m.ejected.labels(self.name).set(self.outlier.ejected_count())
-
-    def count(self, endpoint: str, status: int) -> None:
-        key = (endpoint, status)
-        c = self._counters.get(key)
-        if c is None:
-            c = self._counters[key] = m.requests.labels(self.name, endpoint, str(status))
-        c.inc()
 
     def error(self, kind: str) -> None:
         c = self._errors.get(kind)
