@@ -129,6 +129,9 @@ class OutlierConfig(Model):
     base_ejection_time_seconds: PositiveSeconds = 30.0
     max_ejection_time_seconds: PositiveSeconds = 300.0
     max_ejection_percent: Percent = 50.0
+    # Envoy's max_ejection_time_jitter: a random 0..jitter added to each ejection, so endpoints
+    # ejected together (one bad deploy) do not all come back in the same instant.
+    max_ejection_time_jitter_seconds: float = Field(0.0, ge=0)
 
 
 class HealthCheckConfig(Model):

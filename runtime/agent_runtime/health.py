@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -46,12 +47,18 @@ class OutlierDetector:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_eject: Callable[[Endpoint, str], None] | None = None,
+        on_refused: Callable[[Endpoint, str], None] | None = None,
         sweep_interval: float = 0.5,
+        rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.balancer = balancer
         self._clock = clock
         self._on_eject = on_eject
+        self._on_refused = on_refused
+        self._random = (rng or random.Random()).random
+        # Ejections max_ejection_percent did not allow (Envoy's ejections_overflow).
+        self.refused = 0
         self._sweep_interval = sweep_interval
         self._next_sweep = 0.0
         self.ejections = 0
@@ -83,12 +90,15 @@ class OutlierDetector:
         eps = self.balancer.endpoints.values()
         ejected = sum(1 for e in eps if e.ejected)
         if (ejected + 1) * 100.0 > self.config.max_ejection_percent * len(eps):
+            self.refused += 1
+            if self._on_refused is not None:
+                self._on_refused(ep, reason)
             return False
         now = self._clock()
         ep.times_ejected += 1
         duration = min(
             self.config.base_ejection_time_seconds * ep.times_ejected, self.config.max_ejection_time_seconds
-        )
+        ) + self.config.max_ejection_time_jitter_seconds * self._random()
         ep.ejected = True
         ep.ejected_until = now + duration
         ep.consecutive_5xx = ep.consecutive_gateway_failure = 0

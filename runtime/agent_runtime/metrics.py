@@ -150,6 +150,12 @@ ejections = Counter(
     ["route", "endpoint", "reason"],
     registry=REGISTRY,
 )
+ejections_refused = Counter(
+    "agent_gateway_ejections_refused",
+    "Ejections that max_ejection_percent did not allow (Envoy's ejections_overflow).",
+    ["route", "reason"],
+    registry=REGISTRY,
+)
 ejected = Gauge(signals.ENDPOINTS_EJECTED, "Endpoints ejected now.", ["route"], registry=REGISTRY)
 endpoints = Gauge("agent_gateway_endpoints", "Endpoints known, by route.", ["route"], registry=REGISTRY)
 healthy_endpoints = Gauge(

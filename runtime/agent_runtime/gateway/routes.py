@@ -44,7 +44,10 @@ class RouteState:
         self.balancer = Balancer(route.balancer, clock=clock)
         self.hash_header = route.balancer.hash_header if route.balancer.strategy == "consistent_hash" else None
         self.retry = RetryPolicy(route.retry, RetryBudget.from_config(route.retry, clock), clock=clock)
-        self.outlier = OutlierDetector(route.outlier, self.balancer, clock=clock, on_eject=self._ejected)
+        self.outlier = OutlierDetector(
+            route.outlier, self.balancer, clock=clock, on_eject=self._ejected,
+            on_refused=lambda ep, reason: m.ejections_refused.labels(self.name, reason).inc(),
+        )
         # Breakers per endpoint key: the route owns them, the Endpoint knows nothing of them.
         self.breakers: dict[str, CircuitBreaker] = {}
         self.health: HealthChecker | None = None
