@@ -25,7 +25,7 @@ import aiohttp
 from .balancer import Balancer, Endpoint
 from .config import HealthCheckConfig, OutlierConfig
 
-__all__ = ["HealthChecker", "OutlierDetector"]
+__all__ = ["HealthChecker", "HostMonitor", "OutlierDetector"]
 
 log = logging.getLogger("agent_runtime.health")
 
@@ -35,6 +35,20 @@ def _refresh(ep: Endpoint) -> bool:
     changed = available != ep.available
     ep.available = available
     return changed
+
+
+class HostMonitor:
+    """Outlier state of one endpoint, kept by the detector (Envoy's DetectorHostMonitorImpl);
+    the endpoint itself only carries the resulting `ejected` flag."""
+
+    __slots__ = ("consecutive_5xx", "consecutive_gateway_failure", "times_ejected", "ejected_until", "last_unejected_at")
+
+    def __init__(self) -> None:
+        self.consecutive_5xx = 0
+        self.consecutive_gateway_failure = 0
+        self.times_ejected = 0
+        self.ejected_until = 0.0
+        self.last_unejected_at = 0.0
 
 
 class OutlierDetector:
@@ -62,10 +76,23 @@ class OutlierDetector:
         self._sweep_interval = sweep_interval
         self._next_sweep = 0.0
         self.ejections = 0
+        self._monitors: dict[str, HostMonitor] = {}
+
+    def monitor(self, ep: Endpoint) -> HostMonitor:
+        """The outlier state of `ep` (created on first use, dropped when `ep` leaves the route)."""
+        mon = self._monitors.get(ep.key)
+        if mon is None:
+            if len(self._monitors) > 2 * len(self.balancer.endpoints) + 16:
+                # Endpoints come and go with DNS: forget the state of those that left.
+                live = self.balancer.endpoints
+                self._monitors = {k: v for k, v in self._monitors.items() if k in live}
+            mon = self._monitors[ep.key] = HostMonitor()
+        return mon
 
     def success(self, ep: Endpoint) -> None:
-        ep.consecutive_5xx = 0
-        ep.consecutive_gateway_failure = 0
+        mon = self.monitor(ep)
+        mon.consecutive_5xx = 0
+        mon.consecutive_gateway_failure = 0
 
     def failure(self, ep: Endpoint, *, status: int | None = None, gateway_failure: bool = False) -> bool:
         """Record a 5xx (`status`) or a gateway failure; True if this ejected the endpoint."""
@@ -73,16 +100,17 @@ class OutlierDetector:
             self.success(ep)
             return False
         gateway = gateway_failure or status in (502, 503, 504)
-        ep.consecutive_5xx += 1
+        mon = self.monitor(ep)
+        mon.consecutive_5xx += 1
         if gateway:
-            ep.consecutive_gateway_failure += 1
+            mon.consecutive_gateway_failure += 1
         else:
-            ep.consecutive_gateway_failure = 0
+            mon.consecutive_gateway_failure = 0
         if ep.ejected:
             return False
-        if ep.consecutive_gateway_failure >= self.config.consecutive_gateway_failure:
+        if mon.consecutive_gateway_failure >= self.config.consecutive_gateway_failure:
             return self.eject(ep, "consecutive_gateway_failure")
-        if ep.consecutive_5xx >= self.config.consecutive_5xx:
+        if mon.consecutive_5xx >= self.config.consecutive_5xx:
             return self.eject(ep, "consecutive_5xx")
         return False
 
@@ -95,17 +123,18 @@ class OutlierDetector:
                 self._on_refused(ep, reason)
             return False
         now = self._clock()
-        ep.times_ejected += 1
+        mon = self.monitor(ep)
+        mon.times_ejected += 1
         duration = min(
-            self.config.base_ejection_time_seconds * ep.times_ejected, self.config.max_ejection_time_seconds
+            self.config.base_ejection_time_seconds * mon.times_ejected, self.config.max_ejection_time_seconds
         ) + self.config.max_ejection_time_jitter_seconds * self._random()
         ep.ejected = True
-        ep.ejected_until = now + duration
-        ep.consecutive_5xx = ep.consecutive_gateway_failure = 0
+        mon.ejected_until = now + duration
+        mon.consecutive_5xx = mon.consecutive_gateway_failure = 0
         self.ejections += 1
         if _refresh(ep):
             self.balancer.invalidate()
-        log.warning("ejected %s for %.1fs (%s, ejection #%d)", ep.key, duration, reason, ep.times_ejected)
+        log.warning("ejected %s for %.1fs (%s, ejection #%d)", ep.key, duration, reason, mon.times_ejected)
         if self._on_eject is not None:
             self._on_eject(ep, reason)
         return True
@@ -122,18 +151,21 @@ class OutlierDetector:
         now = self._clock() if now is None else now
         changed = False
         for ep in self.balancer.endpoints.values():
+            mon = self._monitors.get(ep.key)
+            if mon is None:
+                continue
             if ep.ejected:
-                if now >= ep.ejected_until:
+                if now >= mon.ejected_until:
                     ep.ejected = False
-                    ep.last_unejected_at = now
+                    mon.last_unejected_at = now
                     if _refresh(ep):
                         changed = True
                         self.balancer.start_ramp(ep, now)
-            elif ep.times_ejected and now - max(ep.last_unejected_at, ep.ejected_until) >= (
+            elif mon.times_ejected and now - max(mon.last_unejected_at, mon.ejected_until) >= (
                 self.config.base_ejection_time_seconds
             ):
-                ep.times_ejected -= 1
-                ep.last_unejected_at = now
+                mon.times_ejected -= 1
+                mon.last_unejected_at = now
         if changed:
             self.balancer.invalidate()
 
@@ -167,6 +199,8 @@ class HealthChecker:
         self._clock = clock
         self._on_change = on_change
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
+        # Consecutive probe results per endpoint key: (successes, failures).
+        self._streaks: dict[str, tuple[int, int]] = {}
 
     async def probe(self, ep: Endpoint) -> bool:
         if self._probe is not None:
@@ -184,19 +218,20 @@ class HealthChecker:
     def observe(self, ep: Endpoint, ok: bool) -> bool:
         """Apply one probe result to `ep`; True if its health flipped."""
         cfg = self.config
+        successes, failures = self._streaks.get(ep.key, (0, 0))
         if ok:
-            ep.active_successes += 1
-            ep.active_failures = 0
-            if not ep.healthy and ep.active_successes >= cfg.healthy_threshold:
+            successes, failures = successes + 1, 0
+        else:
+            successes, failures = 0, failures + 1
+        self._streaks[ep.key] = (successes, failures)
+        if ok:
+            if not ep.healthy and successes >= cfg.healthy_threshold:
                 ep.healthy = True
                 self.balancer.start_ramp(ep)
                 return self._flip(ep)
-        else:
-            ep.active_failures += 1
-            ep.active_successes = 0
-            if ep.healthy and ep.active_failures >= cfg.unhealthy_threshold:
-                ep.healthy = False
-                return self._flip(ep)
+        elif ep.healthy and failures >= cfg.unhealthy_threshold:
+            ep.healthy = False
+            return self._flip(ep)
         return False
 
     def _flip(self, ep: Endpoint) -> bool:
@@ -209,6 +244,8 @@ class HealthChecker:
 
     async def check_once(self) -> None:
         eps = list(self.balancer.endpoints.values())
+        live = {ep.key for ep in eps}
+        self._streaks = {k: v for k, v in self._streaks.items() if k in live}
         results = await asyncio.gather(*(self.probe(ep) for ep in eps))
         for ep, ok in zip(eps, results):
             self.observe(ep, ok)
