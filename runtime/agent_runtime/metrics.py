@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from agent_runtime import metrics_signals as signals
+from agent_runtime.breaker import State
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -173,16 +174,30 @@ config_reloads = Counter(
 )
 
 
+# The values the endpoint-labelled series can take besides route and endpoint, so a removed
+# endpoint's series are deleted through prometheus_client's public `remove`, never its internals.
+_BREAKER_STATES = tuple(state.name.lower() for state in State)
+_EJECTION_REASONS = ("consecutive_5xx", "consecutive_gateway_failure")
+
+
+def _remove(metric: Counter | Gauge, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass  # never created: nothing to delete
+
+
 def forget_endpoint(route: str, endpoint: str) -> None:
     """Delete every series of a removed endpoint, so nothing keeps alerting on what is gone."""
     rec = _recorders.get(route)
     if rec is not None:
         rec.forget_endpoint(endpoint)
-    for metric in (breaker_state, breaker_not_permitted, breaker_transitions, ejections):
-        labelnames = metric._labelnames  # noqa: SLF001 - prometheus_client has no public lookup
-        for values in [v for v in list(metric._metrics) if dict(zip(labelnames, v)).get("route") == route
-                       and dict(zip(labelnames, v)).get("endpoint") == endpoint]:
-            metric.remove(*values)
+    _remove(breaker_state, route, endpoint)
+    _remove(breaker_not_permitted, route, endpoint)
+    for state in _BREAKER_STATES:
+        _remove(breaker_transitions, route, endpoint, state)
+    for reason in _EJECTION_REASONS:
+        _remove(ejections, route, endpoint, reason)
 
 
 def render() -> bytes:
