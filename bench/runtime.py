@@ -294,7 +294,10 @@ def _gateway_config(port: int, backend_ports: list[int], strategy: str | None = 
     }
     if strategy:
         route["balancer"] = {"strategy": strategy}
-    return {"gateway": {"host": "127.0.0.1", "port": port, "max_in_flight": 10000}, "routes": [route]}
+    # /metrics and /readyz live on the admin listener, on a port of its own.
+    gateway = {"host": "127.0.0.1", "port": port, "max_in_flight": 10000, "admin_host": "127.0.0.1",
+               "admin_port": free_port()}
+    return {"gateway": gateway, "routes": [route]}
 
 
 def _start_gateway(cfg: dict[str, Any], tmp: Path, core: int | None, access_log: bool = True) -> subprocess.Popen:
@@ -306,7 +309,7 @@ def _start_gateway(cfg: dict[str, Any], tmp: Path, core: int | None, access_log:
     err = open(tmp / f"gateway-{cfg['gateway']['port']}.err", "w")
     proc = subprocess.Popen(pinned(cmd, core), stdout=subprocess.DEVNULL, stderr=err)
     err.close()
-    _wait_http(f"http://127.0.0.1:{cfg['gateway']['port']}/readyz")
+    _wait_http(f"http://127.0.0.1:{cfg['gateway']['admin_port']}/readyz")
     return proc
 
 
@@ -389,7 +392,9 @@ def bench_quality(tmp: Path, seconds: float, rate: float, strategies: tuple[str,
                 for i in range(len(ports)):
                     set_mode(i, "ok")
                 gport = free_port()
-                gw = _start_gateway(_gateway_config(gport, ports, strategy), tmp, core=0)
+                gcfg = _gateway_config(gport, ports, strategy)
+                gw = _start_gateway(gcfg, tmp, core=0)
+                admin = gcfg["gateway"]["admin_port"]
                 try:
                     url = f"http://127.0.0.1:{gport}"
                     # Warm up healthy, then the fault starts as the measurement does.
@@ -398,9 +403,9 @@ def bench_quality(tmp: Path, seconds: float, rate: float, strategies: tuple[str,
                         set_mode(3, "stall")
                     elif scenario == "one_failing_fast":
                         set_mode(3, "fail")
-                    before = _scrape(gport)
+                    before = _scrape(admin)
                     lat, ok, total = _run_loop(_open_loop(url, rate, seconds, strategy == "consistent_hash"))
-                    after = _scrape(gport)
+                    after = _scrape(admin)
                 finally:
                     _stop(gw)
                 lat.sort()

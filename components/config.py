@@ -157,6 +157,12 @@ class RouteConfig(RouteSettings):
     name: str | None = Field(None, pattern=DNS_LABEL)
     # Defaults to /<cluster name>.
     path_prefix: str | None = Field(None, pattern=r"^/")
+    # Per try, until the agent's response head; unset: the cluster's max_run_seconds.
+    timeout_seconds: float | None = Field(None, gt=0)  # type: ignore[assignment]
+    # All tries together; unset: the cluster's max_run_seconds. Shorter only with short_deadline.
+    deadline_seconds: float | None = Field(None, gt=0)
+    # A route that knowingly cuts runs shorter than its cluster's max_run_seconds.
+    short_deadline: bool = False
 
 
 class ClusterConfig(Model):
@@ -352,6 +358,23 @@ class PlatformConfig(Model):
                     f"clusters.{cluster.name}.autoscaling.queue.source is 'keda' "
                     "but kubernetes.keda_installed is false"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _route_deadlines(self) -> PlatformConfig:
+        """A route must let its cluster's longest run finish, unless it says it will not."""
+        clusters = {c.name: c for c in self.clusters}
+        for index, route in enumerate(self.routes):
+            cluster = clusters.get(route.cluster)
+            if cluster is None or route.short_deadline:
+                continue
+            for key in ("deadline_seconds", "timeout_seconds"):
+                value = getattr(route, key)
+                if value is not None and value < cluster.max_run_seconds:
+                    raise ValueError(
+                        f"routes[{index}].{key} ({value:g}) is shorter than clusters.{cluster.name}.max_run_seconds "
+                        f"({cluster.max_run_seconds}): runs would be cut; raise it or set short_deadline: true"
+                    )
         return self
 
     @model_validator(mode="after")

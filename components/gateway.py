@@ -15,6 +15,8 @@ from components.scaling import hpa_spec
 
 CONFIG_DIR = "/etc/agent-runtime"
 CONFIG_FILE = "runtime.json"
+# The container and Service port serving /metrics, /healthz and /readyz (runtime gateway.admin_port).
+ADMIN_PORT_NAME = "admin"
 
 
 def runtime_config_json(runtime: RuntimeConfig) -> str:
@@ -53,7 +55,8 @@ class Gateway(pulumi.ComponentResource):
         pod_labels = L.standard_labels("gateway", "gateway", environment, L.image_version(spec.image))
         await_annotations = {L.SKIP_AWAIT: "true"} if skip_await else {}
         # The longest request the gateway may be serving when told to stop.
-        max_run_seconds = int(spec.default_deadline_seconds)
+        max_run_seconds = int(max([spec.default_deadline_seconds,
+                                   *(r.deadline_seconds or 0 for r in runtime.routes)]))
 
         def meta(resource_name: str | None, extra: dict[str, str] | None = None) -> dict:
             return {
@@ -86,6 +89,11 @@ class Gateway(pulumi.ComponentResource):
             args=["gateway", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
             volume_mounts=[{"name": "runtime-config", "mountPath": CONFIG_DIR, "readOnly": True}],
         )
+        # /metrics, /healthz and /readyz are served on the admin listener only (never on a route):
+        # the probes, the scrape annotation and the Service's second port point there.
+        admin_port = runtime.gateway.admin_port
+        container["ports"].append({"name": ADMIN_PORT_NAME, "containerPort": admin_port, "protocol": "TCP"})
+        container.update(workload.probes(admin_port))
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=meta("gateway", await_annotations),
@@ -98,7 +106,7 @@ class Gateway(pulumi.ComponentResource):
                     labels=pod_labels,
                     selector=self.selector,
                     annotations={L.MAX_RUN_SECONDS: str(max_run_seconds), "prometheus.io/scrape": "true",
-                                 "prometheus.io/port": str(spec.port)},
+                                 "prometheus.io/port": str(admin_port)},
                     service_account="gateway",
                     containers=[container],
                     max_run_seconds=max_run_seconds,
@@ -114,7 +122,11 @@ class Gateway(pulumi.ComponentResource):
             spec={
                 "type": spec.service_type,
                 "selector": self.selector,
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                    # Scraped by the ServiceMonitor; the NetworkPolicies must admit it from monitoring only.
+                    {"name": ADMIN_PORT_NAME, "port": admin_port, "targetPort": ADMIN_PORT_NAME, "protocol": "TCP"},
+                ],
             },
             opts=child,
         )

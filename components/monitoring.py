@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 
 from agent_runtime.config import AlertRule
 from components import labels as L
+from components.gateway import ADMIN_PORT_NAME
 from components.config import PlatformConfig
 from components.monitoring_rules import prometheus_rule_groups, render_dashboard
 from components.promql import effective_rules
@@ -63,7 +64,9 @@ class Monitoring(pulumi.ComponentResource):
                     "selector": {"matchLabels": selector, "matchExpressions": [
                         {"key": L.HEADLESS, "operator": "DoesNotExist"}]},
                     "namespaceSelector": {"matchNames": [config.namespace]},
-                    "endpoints": [{"port": "http", "path": "/metrics", "interval": monitoring.scrape_interval}],
+                    # The gateway serves /metrics on its admin listener, agents on their http port.
+                    "endpoints": [{"port": ADMIN_PORT_NAME if target == "gateway" else "http", "path": "/metrics",
+                                   "interval": monitoring.scrape_interval}],
                 },
                 opts=child,
             )

@@ -25,7 +25,11 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
     for route in config.effective_routes():
         cluster = config.cluster(route.cluster)
         routes.append(rt.Route(
-            **{k: getattr(route, k) for k in rt.RouteSettings.model_fields},
+            **{k: getattr(route, k) for k in rt.RouteSettings.model_fields
+               if k not in ("timeout_seconds", "deadline_seconds")},
+            # Long agent runs: both default to the cluster's longest run, never a global 60 s.
+            timeout_seconds=route.timeout_seconds or cluster.max_run_seconds,
+            deadline_seconds=route.deadline_seconds or cluster.max_run_seconds,
             name=config.route_name(route),
             path_prefix=config.route_prefix(route),
             cluster=cluster.name,

@@ -2,7 +2,7 @@
 
 Alert tests feed the evaluator through the collectors the gateway itself declares
 (`agent_runtime.metrics`: same names, labels and buckets as what runs), never through a copy.
-Today those are module-level collectors on one `CollectorRegistry`; a replica here is a fresh
+Today those are per-route recorders and module-level collectors on one `CollectorRegistry`; a replica here is a fresh
 execution of that module, i.e. what a second gateway process would have. This is the only place
 tests reach into `agent_runtime.metrics`, so when the gateway changes how it builds its metrics
 only this helper changes.
@@ -25,8 +25,6 @@ class GatewayReplica:
         spec.loader.exec_module(module)
         self._m = module
         self.registry: Any = module.REGISTRY
-        self.requests = module.requests
-        self.duration = module.latency
         self.breaker_state = module.breaker_state
         self.ejected = module.ejected
 
@@ -36,7 +34,11 @@ class GatewayReplica:
 
     def request(self, route: str, code: int, *, endpoint: str = "e1", seconds: float | None = None, n: int = 1) -> None:
         """Record `n` finished requests as the gateway does: status code and, if given, duration."""
-        self.requests.labels(route, endpoint, str(code)).inc(n)
-        if seconds is not None:
-            for _ in range(n):
-                self.duration.labels(route).observe(seconds)
+        recorder = self._m.route_recorder(route)
+        for _ in range(n):
+            if seconds is None:
+                # A count without a latency sample: what the alert tests on status codes need.
+                key = (endpoint, code)
+                recorder.counts[key] = recorder.counts.get(key, 0) + 1
+            else:
+                recorder.record(endpoint, code, seconds)

@@ -31,12 +31,9 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .config import BalancerConfig
-
-if TYPE_CHECKING:
-    from .breaker import CircuitBreaker
 
 __all__ = ["Balancer", "Endpoint", "EXACT_SCAN_LIMIT", "VIRTUAL_NODES", "hash_key"]
 
@@ -58,7 +55,7 @@ def hash_key(text: str) -> int:
 
 
 class Endpoint:
-    """One backend address with the state every strategy, health check and breaker shares."""
+    """One backend address: what every strategy reads (load, weight, ramp) and its health flags."""
 
     __slots__ = (
         "host",
@@ -73,18 +70,11 @@ class Endpoint:
         "stamp",
         "ramp_start",
         "ramp_until",
-        # health: `healthy` is set by active checks, `ejected` by outlier detection.
+        # Health flags only: `healthy` is set by active checks, `ejected` by outlier detection
+        # (whose counters live in its own per-endpoint monitor), `available` is what picks read.
         "healthy",
         "ejected",
         "available",
-        "consecutive_5xx",
-        "consecutive_gateway_failure",
-        "times_ejected",
-        "ejected_until",
-        "last_unejected_at",
-        "active_successes",
-        "active_failures",
-        "breaker",
     )
 
     def __init__(self, host: str, port: int, weight: int = 1, capabilities: Iterable[str] = ()) -> None:
@@ -103,14 +93,6 @@ class Endpoint:
         self.healthy = True
         self.ejected = False
         self.available = True
-        self.consecutive_5xx = 0
-        self.consecutive_gateway_failure = 0
-        self.times_ejected = 0
-        self.ejected_until = 0.0
-        self.last_unejected_at = 0.0
-        self.active_successes = 0
-        self.active_failures = 0
-        self.breaker: CircuitBreaker | None = None
 
     def __repr__(self) -> str:
         return f"Endpoint({self.key}, w={self.weight}, in_flight={self.in_flight}, available={self.available})"
@@ -181,6 +163,8 @@ class Balancer:
         self._initialized = False
         self.total_in_flight = 0
         strategy = self.config.strategy
+        # Compared by name: bound methods are new objects on each access, so `is` never matches.
+        self._strategy = strategy
         self._pick = {
             "round_robin": self._pick_rr,
             "weighted_round_robin": self._pick_swrr,
@@ -465,7 +449,8 @@ class Balancer:
 
     def _pick_excluding(self, g: _Group, key: str | None, exclude: Iterable[Endpoint]) -> Endpoint:
         # Retries: another endpoint than those tried, if there is one; rare, so a plain filter.
-        if self._pick is self._pick_hash:
+        strategy = self._strategy
+        if strategy == "consistent_hash":
             return self._pick_hash(g, key, exclude)
         rest = [e for e in g.cands if e not in exclude]
         if not rest:
@@ -473,12 +458,12 @@ class Balancer:
         if len(rest) == 1:
             return rest[0]
         now = self._clock()
-        if self._pick in (self._pick_rr, self._pick_swrr):
+        if strategy in ("round_robin", "weighted_round_robin"):
             ep = self._pick(g, key)
             if ep not in exclude:
                 return ep
             return rest[int(self._random() * len(rest))]
-        if self._pick is self._pick_least_conn:
+        if strategy == "least_connections":
             return min(rest, key=lambda e: (e.in_flight + 1) / self.effective_weight(e, now))
         return min(rest, key=lambda e: self.load(e, now))
 

@@ -136,6 +136,9 @@ class OutlierConfig(Model):
     base_ejection_time_seconds: PositiveSeconds = 30.0
     max_ejection_time_seconds: PositiveSeconds = 300.0
     max_ejection_percent: Percent = 50.0
+    # Envoy's max_ejection_time_jitter: a random 0..jitter added to each ejection, so endpoints
+    # ejected together (one bad deploy) do not all come back in the same instant.
+    max_ejection_time_jitter_seconds: float = Field(0.0, ge=0)
 
 
 class HealthCheckConfig(Model):
@@ -167,6 +170,25 @@ class Discovery(Model):
     # Capabilities every endpoint of a DNS-discovered cluster offers.
     capabilities: tuple[str, ...] = ()
 
+    @field_validator("service")
+    @classmethod
+    def _dns_name(cls, v: str | None) -> str | None:
+        # What the resolver would refuse (with a UnicodeError from the IDNA codec) is refused here,
+        # where it names the key, instead of at the first lookup.
+        if v is None:
+            return v
+        name = v.rstrip(".")
+        if not name or len(name) > 253:
+            raise ValueError("a DNS name has 1 to 253 characters")
+        for label in name.split("."):
+            if not 1 <= len(label) <= 63:
+                raise ValueError(f"DNS label {label[:70]!r} must have 1 to 63 characters")
+        try:
+            name.encode("idna")
+        except UnicodeError as exc:
+            raise ValueError(f"not a valid DNS name: {exc}") from None
+        return v
+
     @model_validator(mode="after")
     def _complete(self) -> Discovery:
         if self.kind == "dns" and not self.service:
@@ -184,8 +206,14 @@ class RouteSettings(Model):
     """
 
     required_capabilities: tuple[str, ...] = ()
-    # Per-try timeout; the request's overall deadline still bounds every try.
+    # Per-try timeout, until the agent's response head arrives; the request's deadline bounds it.
     timeout_seconds: PositiveSeconds = 30.0
+    # The request's deadline (all tries, until the response head); unset: gateway.default_deadline_seconds.
+    # A client's deadline header can only shorten it. Stack files default it to the cluster's max_run_seconds.
+    deadline_seconds: PositiveSeconds | None = None
+    # Once the head is relayed a (streamed) body is bounded by idle time, not by the deadline:
+    # a long agent run may stream for as long as it keeps sending (Envoy's stream_idle_timeout, 5 min).
+    stream_idle_timeout_seconds: PositiveSeconds = 300.0
     balancer: BalancerConfig = BalancerConfig()
     breaker: BreakerConfig = BreakerConfig()
     retry: RetryConfig = RetryConfig()
@@ -212,6 +240,28 @@ class GatewayConfig(Model):
     # Upper bound on any request's deadline, also the default when a client sends none.
     default_deadline_seconds: PositiveSeconds = 60.0
     deadline_header: str = "x-request-deadline-ms"
+    # Envoy's admin port: /metrics, /healthz and /readyz never share the routes' listener, so a
+    # route can never shadow them and breaker states and endpoint addresses are not public.
+    admin_host: str = "0.0.0.0"
+    admin_port: int = Field(9901, ge=0, le=65535)
+    # Request line plus headers beyond this answer 431 (Envoy's max_request_headers_kb is 60).
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
+    # A request body beyond this answers 413 (nginx's client_max_body_size).
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    # nginx's client_header_timeout: the whole head must arrive within this (slowloris).
+    client_header_timeout_seconds: PositiveSeconds = 10.0
+    # nginx's client_body_timeout: the longest pause between two reads of a request body ...
+    client_body_timeout_seconds: PositiveSeconds = 10.0
+    # ... and, on average, at least this rate, so a trickling body cannot hold a slot for long.
+    client_body_min_bytes_per_second: int = Field(1024, ge=0)
+    # Idle keep-alive connections from clients are closed after this (nginx keepalive_timeout 75 s).
+    client_keepalive_seconds: PositiveSeconds = 75.0
+
+    @model_validator(mode="after")
+    def _admin_apart(self) -> GatewayConfig:
+        if self.admin_port and self.admin_port == self.port:
+            raise ValueError("`admin_port` must differ from `port`: the admin endpoints never share the routes' listener")
+        return self
 
 
 Signal = Literal[

@@ -18,14 +18,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
 from .balancer import Balancer, Endpoint
 from .config import HealthCheckConfig, OutlierConfig
 
-__all__ = ["HealthChecker", "OutlierDetector"]
+__all__ = ["HealthChecker", "HostMonitor", "OutlierDetector"]
 
 log = logging.getLogger("agent_runtime.health")
 
@@ -35,6 +35,20 @@ def _refresh(ep: Endpoint) -> bool:
     changed = available != ep.available
     ep.available = available
     return changed
+
+
+class HostMonitor:
+    """Outlier state of one endpoint, kept by the detector (Envoy's DetectorHostMonitorImpl);
+    the endpoint itself only carries the resulting `ejected` flag."""
+
+    __slots__ = ("consecutive_5xx", "consecutive_gateway_failure", "times_ejected", "ejected_until", "last_unejected_at")
+
+    def __init__(self) -> None:
+        self.consecutive_5xx = 0
+        self.consecutive_gateway_failure = 0
+        self.times_ejected = 0
+        self.ejected_until = 0.0
+        self.last_unejected_at = 0.0
 
 
 class OutlierDetector:
@@ -47,19 +61,38 @@ class OutlierDetector:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_eject: Callable[[Endpoint, str], None] | None = None,
+        on_refused: Callable[[Endpoint, str], None] | None = None,
         sweep_interval: float = 0.5,
+        rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.balancer = balancer
         self._clock = clock
         self._on_eject = on_eject
+        self._on_refused = on_refused
+        self._random = (rng or random.Random()).random
+        # Ejections max_ejection_percent did not allow (Envoy's ejections_overflow).
+        self.refused = 0
         self._sweep_interval = sweep_interval
         self._next_sweep = 0.0
         self.ejections = 0
+        self._monitors: dict[str, HostMonitor] = {}
+
+    def monitor(self, ep: Endpoint) -> HostMonitor:
+        """The outlier state of `ep` (created on first use, dropped when `ep` leaves the route)."""
+        mon = self._monitors.get(ep.key)
+        if mon is None:
+            if len(self._monitors) > 2 * len(self.balancer.endpoints) + 16:
+                # Endpoints come and go with DNS: forget the state of those that left.
+                live = self.balancer.endpoints
+                self._monitors = {k: v for k, v in self._monitors.items() if k in live}
+            mon = self._monitors[ep.key] = HostMonitor()
+        return mon
 
     def success(self, ep: Endpoint) -> None:
-        ep.consecutive_5xx = 0
-        ep.consecutive_gateway_failure = 0
+        mon = self.monitor(ep)
+        mon.consecutive_5xx = 0
+        mon.consecutive_gateway_failure = 0
 
     def failure(self, ep: Endpoint, *, status: int | None = None, gateway_failure: bool = False) -> bool:
         """Record a 5xx (`status`) or a gateway failure; True if this ejected the endpoint."""
@@ -67,16 +100,17 @@ class OutlierDetector:
             self.success(ep)
             return False
         gateway = gateway_failure or status in (502, 503, 504)
-        ep.consecutive_5xx += 1
+        mon = self.monitor(ep)
+        mon.consecutive_5xx += 1
         if gateway:
-            ep.consecutive_gateway_failure += 1
+            mon.consecutive_gateway_failure += 1
         else:
-            ep.consecutive_gateway_failure = 0
+            mon.consecutive_gateway_failure = 0
         if ep.ejected:
             return False
-        if ep.consecutive_gateway_failure >= self.config.consecutive_gateway_failure:
+        if mon.consecutive_gateway_failure >= self.config.consecutive_gateway_failure:
             return self.eject(ep, "consecutive_gateway_failure")
-        if ep.consecutive_5xx >= self.config.consecutive_5xx:
+        if mon.consecutive_5xx >= self.config.consecutive_5xx:
             return self.eject(ep, "consecutive_5xx")
         return False
 
@@ -84,19 +118,23 @@ class OutlierDetector:
         eps = self.balancer.endpoints.values()
         ejected = sum(1 for e in eps if e.ejected)
         if (ejected + 1) * 100.0 > self.config.max_ejection_percent * len(eps):
+            self.refused += 1
+            if self._on_refused is not None:
+                self._on_refused(ep, reason)
             return False
         now = self._clock()
-        ep.times_ejected += 1
+        mon = self.monitor(ep)
+        mon.times_ejected += 1
         duration = min(
-            self.config.base_ejection_time_seconds * ep.times_ejected, self.config.max_ejection_time_seconds
-        )
+            self.config.base_ejection_time_seconds * mon.times_ejected, self.config.max_ejection_time_seconds
+        ) + self.config.max_ejection_time_jitter_seconds * self._random()
         ep.ejected = True
-        ep.ejected_until = now + duration
-        ep.consecutive_5xx = ep.consecutive_gateway_failure = 0
+        mon.ejected_until = now + duration
+        mon.consecutive_5xx = mon.consecutive_gateway_failure = 0
         self.ejections += 1
         if _refresh(ep):
             self.balancer.invalidate()
-        log.warning("ejected %s for %.1fs (%s, ejection #%d)", ep.key, duration, reason, ep.times_ejected)
+        log.warning("ejected %s for %.1fs (%s, ejection #%d)", ep.key, duration, reason, mon.times_ejected)
         if self._on_eject is not None:
             self._on_eject(ep, reason)
         return True
@@ -113,18 +151,21 @@ class OutlierDetector:
         now = self._clock() if now is None else now
         changed = False
         for ep in self.balancer.endpoints.values():
+            mon = self._monitors.get(ep.key)
+            if mon is None:
+                continue
             if ep.ejected:
-                if now >= ep.ejected_until:
+                if now >= mon.ejected_until:
                     ep.ejected = False
-                    ep.last_unejected_at = now
+                    mon.last_unejected_at = now
                     if _refresh(ep):
                         changed = True
                         self.balancer.start_ramp(ep, now)
-            elif ep.times_ejected and now - max(ep.last_unejected_at, ep.ejected_until) >= (
+            elif mon.times_ejected and now - max(mon.last_unejected_at, mon.ejected_until) >= (
                 self.config.base_ejection_time_seconds
             ):
-                ep.times_ejected -= 1
-                ep.last_unejected_at = now
+                mon.times_ejected -= 1
+                mon.last_unejected_at = now
         if changed:
             self.balancer.invalidate()
 
@@ -133,25 +174,38 @@ class OutlierDetector:
 
 
 class HealthChecker:
-    """Active health checks of one route's endpoints, over the gateway's shared HTTP session."""
+    """Active health checks of one route's endpoints.
+
+    Probes go through `probe(endpoint, path, timeout)` (the gateway passes one over its own
+    upstream pool) or, for standalone use, an aiohttp `session`.
+    """
 
     def __init__(
         self,
         config: HealthCheckConfig,
         balancer: Balancer,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None = None,
         *,
+        probe: Callable[[Endpoint, str, float], Awaitable[bool]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[Endpoint, bool], None] | None = None,
     ) -> None:
+        if (session is None) == (probe is None):
+            raise ValueError("HealthChecker needs exactly one of `session` or `probe`")
         self.config = config
         self.balancer = balancer
         self.session = session
+        self._probe = probe
         self._clock = clock
         self._on_change = on_change
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
+        # Consecutive probe results per endpoint key: (successes, failures).
+        self._streaks: dict[str, tuple[int, int]] = {}
 
     async def probe(self, ep: Endpoint) -> bool:
+        if self._probe is not None:
+            return await self._probe(ep, self.config.path, self.config.timeout_seconds)
+        assert self.session is not None
         try:
             async with self.session.get(
                 ep.url + self.config.path, timeout=self._timeout, headers={"user-agent": "agent-gateway-health"}
@@ -164,19 +218,20 @@ class HealthChecker:
     def observe(self, ep: Endpoint, ok: bool) -> bool:
         """Apply one probe result to `ep`; True if its health flipped."""
         cfg = self.config
+        successes, failures = self._streaks.get(ep.key, (0, 0))
         if ok:
-            ep.active_successes += 1
-            ep.active_failures = 0
-            if not ep.healthy and ep.active_successes >= cfg.healthy_threshold:
+            successes, failures = successes + 1, 0
+        else:
+            successes, failures = 0, failures + 1
+        self._streaks[ep.key] = (successes, failures)
+        if ok:
+            if not ep.healthy and successes >= cfg.healthy_threshold:
                 ep.healthy = True
                 self.balancer.start_ramp(ep)
                 return self._flip(ep)
-        else:
-            ep.active_failures += 1
-            ep.active_successes = 0
-            if ep.healthy and ep.active_failures >= cfg.unhealthy_threshold:
-                ep.healthy = False
-                return self._flip(ep)
+        elif ep.healthy and failures >= cfg.unhealthy_threshold:
+            ep.healthy = False
+            return self._flip(ep)
         return False
 
     def _flip(self, ep: Endpoint) -> bool:
@@ -189,12 +244,8 @@ class HealthChecker:
 
     async def check_once(self) -> None:
         eps = list(self.balancer.endpoints.values())
+        live = {ep.key for ep in eps}
+        self._streaks = {k: v for k, v in self._streaks.items() if k in live}
         results = await asyncio.gather(*(self.probe(ep) for ep in eps))
         for ep, ok in zip(eps, results):
             self.observe(ep, ok)
-
-    async def run(self) -> None:
-        """Check forever; jitter spreads the checks of many gateway replicas."""
-        while True:
-            await self.check_once()
-            await asyncio.sleep(self.config.interval_seconds * (0.9 + 0.2 * random.random()))

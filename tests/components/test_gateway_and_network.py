@@ -62,3 +62,38 @@ def test_namespace_declares_state_sources_and_monitoring_for_the_policies(run_st
     assert namespace["annotations"]["agent-platform.io/state-sources"] == "agent-state,workspace"
     assert namespace["annotations"]["agent-platform.io/monitoring"] == "prometheus-operator"
     assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_gateway_probes_and_scrapes_its_admin_port_not_the_routes(run_stack):
+    mocks = run_stack(stack_values("local"), "local")
+    pod = mocks.one("kubernetes:apps/v1:Deployment", "gateway").inputs["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["admin"] == 9901 and ports["http"] != 9901
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == 9901, probe
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9901"
+    service = mocks.one("kubernetes:core/v1:Service", "gateway").inputs["spec"]
+    assert {p["name"]: p["targetPort"] for p in service["ports"]} == {"http": "http", "admin": "admin"}
+
+
+def test_route_deadlines_default_to_the_clusters_longest_run_and_shorter_ones_are_refused():
+    import copy
+
+    import pytest
+
+    from components.config import StackConfigError, validate_platform
+    from components.platform import runtime_config
+
+    values = copy.deepcopy(stack_values("prod"))
+    config = validate_platform(values, "prod")
+    for route in runtime_config(config).routes:
+        longest = config.cluster(route.cluster).max_run_seconds
+        assert route.deadline_seconds == longest and route.timeout_seconds == longest
+    cluster = values["clusters"][0]
+    values["routes"] = [{"cluster": cluster["name"], "deadline_seconds": 60}]
+    with pytest.raises(StackConfigError) as caught:
+        validate_platform(values, "prod")
+    assert "routes[0].deadline_seconds (60) is shorter than clusters." in str(caught.value)
+    values["routes"][0]["short_deadline"] = True  # the route says so: accepted
+    assert validate_platform(values, "prod").routes[0].deadline_seconds == 60

@@ -163,13 +163,20 @@ def route(name: str, prefix: str, agents: list[Agent], **overrides: Any) -> dict
 
 
 class GatewayHarness:
-    """A running gateway on 127.0.0.1 with its config file and an HTTP client."""
+    """A running gateway on 127.0.0.1 with its config file and an HTTP client.
+
+    `get`/`request` go to the proxy listener, `admin` to the admin listener (/metrics, /readyz).
+    """
 
     def __init__(self, gateway: Gateway, path: Path, session: aiohttp.ClientSession) -> None:
         self.gateway = gateway
         self.path = path
         self.session = session
         self.url = f"http://127.0.0.1:{gateway.port}"
+        self.admin_url = f"http://127.0.0.1:{gateway.admin_port}"
+
+    def admin(self, path: str, **kw: Any) -> Any:
+        return self.session.get(self.admin_url + path, **kw)
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.session.get(self.url + path, **kw)
@@ -196,3 +203,109 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[Any]:
     for h in made:
         await h.session.close()
         await h.gateway.stop()
+
+
+class RawResponse:
+    """One response as a raw HTTP/1.1 client saw it (parsed by httptools, not by the gateway)."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.body = b""
+        self.complete = False
+        self.chunked = False
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_body(self, data: bytes) -> None:
+        self.body += data
+
+    def on_chunk_header(self) -> None:
+        self.chunked = True
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class RawClient:
+    """A hand-driven HTTP/1.1 connection to 127.0.0.1: sends exact bytes, reads exact responses."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._pending = b""
+
+    @classmethod
+    async def open(cls, port: int) -> RawClient:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        return cls(r, w)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def response(self, head_request: bool = False, timeout: float = 5.0) -> RawResponse:
+        """The next response (interim 1xx ones are returned too, as their own responses)."""
+        import httptools
+
+        resp = RawResponse()
+        parser = httptools.HttpResponseParser(resp)
+        done = asyncio.get_running_loop().time() + timeout
+
+        def feed(data: bytes) -> None:
+            parser.feed_data(data)
+            if resp.status == 0:
+                try:
+                    resp.status = parser.get_status_code()
+                except Exception:  # noqa: BLE001 - not parsed far enough yet
+                    pass
+
+        data, self._pending = self._pending, b""
+        while True:
+            if data:
+                try:
+                    feed(data)
+                except httptools.HttpParserUpgrade as exc:
+                    resp.status = parser.get_status_code()
+                    self._pending = data[exc.args[0]:] if exc.args and isinstance(exc.args[0], int) else b""
+                    resp.complete = True
+                    return resp
+                if resp.complete:
+                    return resp
+                if head_request and resp.headers and b"\r\n\r\n" in data:
+                    resp.status = parser.get_status_code()
+                    return resp
+            left = done - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError("no complete response in time")
+            data = await asyncio.wait_for(self.reader.read(65536), left)
+            if not data:
+                if resp.status and not resp.complete:
+                    try:
+                        parser.feed_eof() if hasattr(parser, "feed_eof") else None
+                    except Exception:  # noqa: BLE001
+                        pass
+                return resp
+
+    async def closed(self, timeout: float = 3.0) -> bool:
+        """True when the gateway closes the connection within `timeout` (reading whatever is left)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while await self.reader.read(65536):
+                    pass
+            return True
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.writer.close()

@@ -196,3 +196,49 @@ def test_set_endpoints_keeps_state_of_endpoints_that_stay():
     b.set_endpoints([Endpoint("10.0.0.0", 8080), Endpoint("10.0.0.9", 8080)])
     assert b.endpoints["10.0.0.0:8080"] is e[0] and e[0].in_flight == 1
     assert set(b.endpoints) == {"10.0.0.0:8080", "10.0.0.9:8080"}
+
+
+def test_consistent_hash_retry_goes_to_the_keys_next_endpoint_on_the_ring():
+    e = eps(3)
+    b = Balancer(BalancerConfig(strategy="consistent_hash", bounded_load_epsilon=10.0), e)
+    for i in range(50):
+        key = f"conv-{i}"
+        first = b.pick(key=key)
+        g_hashes = sorted((hash_key(f"{ep.key}#{v}"), ep) for ep in e for v in range(100))
+        start = next((j for j, (h, _) in enumerate(g_hashes) if h >= hash_key(key)), 0)
+        ring_next = next(ep for _, ep in g_hashes[start:] + g_hashes[:start] if ep is not first)
+        # Deterministic, not random: every retry of this key lands on the same next endpoint.
+        assert {b.pick(key=key, exclude=[first]) for _ in range(5)} == {ring_next}
+
+
+def test_least_connections_retry_picks_by_connections_not_by_latency(clock: FakeClock):
+    e = eps(3)
+    b = Balancer(BalancerConfig(strategy="least_connections"), e, clock=clock)
+    # e[1] is slow but idle; e[2] is fast but busy: by connections e[1] wins, by EWMA e[2] would.
+    t = b.start(e[1])
+    clock.advance(2.0)
+    b.finish(e[1], t)
+    t = b.start(e[2])
+    clock.advance(0.001)
+    b.finish(e[2], t)
+    for _ in range(3):
+        b.start(e[2])
+    assert all(b.pick(exclude=[e[0]]) is e[1] for _ in range(10))
+
+
+def test_peak_ewma_cost_decays_while_an_endpoint_is_idle(clock: FakeClock):
+    e = eps(1)
+    b = Balancer(BalancerConfig(strategy="least_response_time", ewma_decay_seconds=10.0), e, clock=clock)
+    t = b.start(e[0])
+    clock.advance(1.0)
+    b.finish(e[0], t)
+    assert b.load(e[0], clock()) == pytest.approx(1.0)
+    clock.advance(10.0)  # one decay time constant with no traffic
+    assert b.load(e[0], clock()) == pytest.approx(math.exp(-1.0))
+    clock.advance(30.0)
+    assert b.load(e[0], clock()) < 0.02
+    # A faster answer after idling pulls the cost down, weighted by the time since the last one.
+    t = b.start(e[0])
+    clock.advance(0.1)
+    b.finish(e[0], t)
+    assert 0.1 <= e[0].cost < 0.2

@@ -77,9 +77,11 @@ def free_port() -> int:
 
 
 def test_gateway_process_serves_and_stops_on_sigterm(tmp_path):
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     path = tmp_path / "runtime.json"
-    path.write_text(json.dumps(good_config(port, free_port())))
+    cfg = good_config(port, free_port())
+    cfg["gateway"].update(admin_host="127.0.0.1", admin_port=admin_port)
+    path.write_text(json.dumps(cfg))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "runtime")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent_runtime", "gateway", "--config", str(path)],
@@ -89,7 +91,7 @@ def test_gateway_process_serves_and_stops_on_sigterm(tmp_path):
         deadline = time.monotonic() + 15
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
                     assert r.status == 200
                     break
             except OSError:

@@ -80,8 +80,9 @@ async def test_capabilities_from_route_and_header(agents, make_gateway):
     assert seen == {"b", "c"}
     seen = {(await get_json(gw, "/x", headers={"x-agent-capabilities": "gpu, tools"}))[1]["agent"] for _ in range(5)}
     assert seen == {"c"}
+    # No endpoint offers it at all: the client's mistake (a 4xx), not an outage of the route.
     status, _ = await get_json(gw, "/x", headers={"x-agent-capabilities": "quantum"})
-    assert status == 503
+    assert status == 422
 
 
 async def test_fast_failing_agent_is_retried_around_within_budget(agents, make_gateway):
@@ -179,9 +180,11 @@ async def test_breaker_opens_and_recovers(agents, make_gateway):
             )
         )
     )
-    ep = next(iter(gw.gateway.routes["brk"].balancer.endpoints.values()))
+    rs = gw.gateway.routes["brk"]
+    ep = next(iter(rs.balancer.endpoints.values()))
+    breaker = rs.breakers[ep.key]
     assert [(await get_json(gw, "/x"))[0] for _ in range(4)] == [500] * 4
-    assert ep.breaker.state is State.OPEN
+    assert breaker.state is State.OPEN
     assert sample("agent_breaker_state", {"route": "brk", "endpoint": ep.key}) == 1
     hits = a.hits
     assert [(await get_json(gw, "/x"))[0] for _ in range(3)] == [503] * 3
@@ -190,7 +193,7 @@ async def test_breaker_opens_and_recovers(agents, make_gateway):
     a.mode = "ok"
     await asyncio.sleep(0.35)
     assert [(await get_json(gw, "/x"))[0] for _ in range(2)] == [200, 200]  # the two probes
-    assert ep.breaker.state is State.CLOSED
+    assert breaker.state is State.CLOSED
     assert sample("agent_breaker_state", {"route": "brk", "endpoint": ep.key}) == 0
 
 
@@ -214,7 +217,7 @@ async def test_flapping_agent_is_ejected_and_requests_still_succeed(agents, make
         await asyncio.sleep(0.01)
     assert statuses == [200] * 60
     ep = gw.gateway.routes["flap"].balancer.endpoints[f"127.0.0.1:{a.port}"]
-    assert ep.times_ejected >= 1 or sample(
+    assert gw.gateway.routes["flap"].outlier.monitor(ep).times_ejected >= 1 or sample(
         "agent_gateway_ejections_total", {"route": "flap", "endpoint": ep.key, "reason": "consecutive_5xx"}
     ) >= 1
 
@@ -275,12 +278,20 @@ async def test_admin_endpoints(agents, make_gateway):
     dns_route = route("dnsr", "/d", agents[:1])
     dns_route["discovery"] = {"kind": "dns", "service": "agents-headless.ns.svc", "port": agents[0].port}
     gw = await make_gateway(config(route("adm", "/", agents[:1]), dns_route), resolver=resolve_nothing)
-    assert (await get_json(gw, "/healthz"))[0] == 200
-    status, text = await get_json(gw, "/readyz")
-    assert status == 503 and "dnsr" in text
-    await get_json(gw, "/x")
-    async with gw.get("/metrics") as r:
+    async with gw.admin("/healthz") as r:
+        assert r.status == 200
+    async with gw.admin("/readyz") as r:
+        # One route without endpoints is reported, but the gateway still serves the other.
         text = await r.text()
+        assert r.status == 200 and "route dnsr: no endpoints" in text
+    await get_json(gw, "/x")
+    async with gw.admin("/metrics") as r:
+        text = await r.text()
+        assert "Server" not in r.headers
+    assert 'agent_gateway_route_ready{route="dnsr"} 0.0' in text
+    assert 'agent_gateway_route_ready{route="adm"} 1.0' in text
+    # The proxy listener does not answer for them: a route's own /metrics is the agent's.
+    assert (await get_json(gw, "/metrics"))[1]["agent"] == "a"
     for name in (
         "agent_gateway_requests_total",
         "agent_gateway_request_duration_seconds_bucket",
@@ -302,7 +313,8 @@ async def test_dns_discovery_follows_the_records(agents, make_gateway):
     r["discovery"] = {"kind": "dns", "service": "svc", "port": a.port, "refresh_seconds": 0.05}
     gw = await make_gateway(config(r), resolver=resolver)
     assert (await get_json(gw, "/x"))[1]["agent"] == "a"
-    assert (await get_json(gw, "/readyz"))[0] == 200
+    async with gw.admin("/readyz") as r:
+        assert r.status == 200
     records["svc"] = ["127.0.0.1", "127.0.0.2"]
     await asyncio.sleep(0.15)
     assert set(gw.gateway.routes["dns"].balancer.endpoints) == {f"127.0.0.1:{a.port}", f"127.0.0.2:{a.port}"}
@@ -347,3 +359,16 @@ async def test_gateway_exports_every_signal_the_alert_rules_read():
     for name in (s.REQUESTS_TOTAL, s.REQUEST_DURATION, s.BREAKER_STATE, s.ENDPOINTS_EJECTED,
                  s.RETRIES_TOTAL, s.RETRY_BUDGET_EXHAUSTED_TOTAL):
         assert name.removesuffix("_total") in exported, name
+
+
+async def test_a_retry_sends_the_deadline_that_remains(agents, make_gateway):
+    a, b = agents[:2]
+    a.mode = "stall"
+    gw = await make_gateway(config(route("remain", "/", [a, b], timeout_seconds=0.3)))
+    status, body = await get_json(gw, "/x", headers={"x-request-deadline-ms": "2000"})
+    assert status == 200 and body["agent"] == "b"
+    first = int(a.last_headers["x-request-deadline-ms"])
+    second = int(b.last_headers["x-request-deadline-ms"])
+    assert 1900 < first <= 2000
+    # The stalled try used 300 ms of the budget: the retry must not promise the agent the whole 2 s.
+    assert second <= first - 280

@@ -70,10 +70,10 @@ def test_multiplier_decays_while_healthy(clock: FakeClock):
         od.failure(eps[0], gateway_failure=True)
     clock.advance(10)
     od.sweep()
-    assert not eps[0].ejected and eps[0].times_ejected == 1
+    assert not eps[0].ejected and od.monitor(eps[0]).times_ejected == 1
     clock.advance(10)
     od.sweep()
-    assert eps[0].times_ejected == 0
+    assert od.monitor(eps[0]).times_ejected == 0
 
 
 @pytest.mark.asyncio
@@ -104,3 +104,30 @@ async def test_active_checks_flip_health_at_thresholds(agents: list[Agent]):
         await hc.check_once()
         assert not eps[1].healthy
     assert changes == [(a.port, False), (a.port, True), (b_.port, False)]
+
+
+def test_ejection_time_jitter_spreads_returns_within_the_bound(clock: FakeClock):
+    import random
+
+    returns = []
+    for seed in range(20):
+        eps = [Endpoint("10.0.0.%d" % i, 80) for i in range(4)]
+        b = Balancer(BalancerConfig(strategy="round_robin", slow_start_seconds=0), eps, clock=clock)
+        od = OutlierDetector(OutlierConfig(consecutive_5xx=1, base_ejection_time_seconds=10,
+                                           max_ejection_time_jitter_seconds=5), b, clock=clock,
+                             rng=random.Random(seed))
+        assert od.eject(eps[0], "consecutive_5xx")
+        returns.append(od.monitor(eps[0]).ejected_until - clock())
+    assert all(10 <= r <= 15 for r in returns)
+    assert len({round(r, 3) for r in returns}) > 10  # not all back in the same instant
+
+
+def test_refused_ejections_are_counted(clock: FakeClock):
+    refused = []
+    eps = [Endpoint("10.0.0.%d" % i, 80) for i in range(4)]
+    b = Balancer(BalancerConfig(strategy="round_robin", slow_start_seconds=0), eps, clock=clock)
+    od = OutlierDetector(OutlierConfig(consecutive_5xx=1, max_ejection_percent=25), b, clock=clock,
+                         on_refused=lambda ep, reason: refused.append((ep.key, reason)))
+    assert od.failure(eps[0], status=500)
+    assert not od.failure(eps[1], status=500)  # a second ejection would be 50% > 25%
+    assert od.refused == 1 and refused == [("10.0.0.1:80", "consecutive_5xx")]
