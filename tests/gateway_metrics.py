@@ -10,6 +10,7 @@ only this helper changes.
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
 from types import ModuleType
 from typing import Any
@@ -37,8 +38,18 @@ class GatewayReplica:
         recorder = self._m.route_recorder(route)
         for _ in range(n):
             if seconds is None:
-                # A count without a latency sample: what the alert tests on status codes need.
-                key = (endpoint, code)
-                recorder.counts[key] = recorder.counts.get(key, 0) + 1
+                self.count(route, code, endpoint=endpoint)
             else:
                 recorder.record(endpoint, code, seconds)
+
+    def count(self, route: str, code: int, *, endpoint: str = "e1", n: int = 1) -> None:
+        """Status-code counts without latency samples (alert tests on error ratios)."""
+        counts = self._m.route_recorder(route).counts
+        counts[(endpoint, code)] = counts.get((endpoint, code), 0) + n
+
+    def observe(self, route: str, seconds: float) -> None:
+        """One latency sample without a status count (alert tests on quantiles)."""
+        recorder = self._m.route_recorder(route)
+        recorder.buckets[bisect.bisect_left(self._m.LATENCY_BUCKETS, seconds)] += 1
+        recorder.total += seconds
+        recorder.count += 1

@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from agent_runtime.config import AlertRule, Discovery, Route, RuntimeConfig, StaticEndpoint
+from agent_runtime.gateway import Gateway
 from agent_runtime.metrics_signals import AgentQueueMetrics
 from components.monitoring_rules import prometheus_rule_groups
 
@@ -67,9 +68,7 @@ async def failing_agent() -> AsyncIterator[int]:
 
 
 @pytest_asyncio.fixture
-async def gateway(failing_agent: int) -> AsyncIterator[int]:
-    from agent_runtime.gateway import Gateway
-
+async def gateway(failing_agent: int) -> AsyncIterator[Gateway]:
     config = RuntimeConfig(
         routes=(
             Route(
@@ -82,8 +81,8 @@ async def gateway(failing_agent: int) -> AsyncIterator[int]:
     )
     gw = Gateway(config)
     await gw.start("127.0.0.1", 0)
-    assert gw.port
-    yield gw.port
+    assert gw.port and gw.admin_port
+    yield gw
     await gw.stop()
 
 
@@ -98,7 +97,7 @@ async def _traffic(port: int, stop: asyncio.Event) -> None:
 
 @pytest.mark.asyncio
 async def test_prometheus_fires_generated_alerts(
-    prometheus_bin: str, promtool: str, tmp_path: Path, gateway: int, failing_agent: int
+    prometheus_bin: str, promtool: str, tmp_path: Path, gateway: Gateway, failing_agent: int
 ) -> None:
     started = time.monotonic()
     short = [
@@ -116,7 +115,7 @@ async def test_prometheus_fires_generated_alerts(
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "rule_files": [str(rules)],
                 "scrape_configs": [
-                    {"job_name": "gateway", "static_configs": [{"targets": [f"127.0.0.1:{gateway}"]}]},
+                    {"job_name": "gateway", "static_configs": [{"targets": [f"127.0.0.1:{gateway.admin_port}"]}]},
                     {"job_name": "agents", "static_configs": [{"targets": [f"127.0.0.1:{failing_agent}"]}]},
                 ],
             }
@@ -134,7 +133,7 @@ async def test_prometheus_fires_generated_alerts(
         stderr=subprocess.STDOUT,
     )
     stop = asyncio.Event()
-    load = asyncio.create_task(_traffic(gateway, stop))
+    load = asyncio.create_task(_traffic(gateway.port, stop))
     firing: dict[str, dict] = {}
     try:
         async with aiohttp.ClientSession() as session:

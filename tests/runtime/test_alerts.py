@@ -314,11 +314,11 @@ def test_signals_match_promql_definitions() -> None:
     s = SignalComputer(max_window_seconds=600)
     s.ingest(0, reg_samples())
     for _ in range(95):
-        g.duration.labels("chat").observe(0.2)
+        g.observe("chat", 0.2)
     for _ in range(5):
-        g.duration.labels("chat").observe(15)
-    g.requests.labels("chat", "e1", "200").inc(99)
-    g.requests.labels("chat", "e1", "500").inc(1)  # series born after the first look: counted
+        g.observe("chat", 15)
+    g.count("chat", 200, endpoint="e1", n=99)
+    g.count("chat", 500, endpoint="e1", n=1)  # series born after the first look: counted
     q.length.labels("workers").set(7)
     g.ejected.labels("chat").set(2)
     s.ingest(60, reg_samples())
@@ -336,15 +336,15 @@ def test_counter_reset_and_long_window_thinning() -> None:
     g = GatewayReplica()
     s = SignalComputer(max_window_seconds=3 * 86400, resolution_seconds=30)
     for i in range(3 * 86400 // 30 + 1):  # three days at 30 s
-        g.requests.labels("chat", "e1", "200").inc(1)
+        g.count("chat", 200, endpoint="e1", n=1)
         s.ingest(i * 30.0, samples_from_registry(g.registry))
     series = next(iter(s._series.values()))
     assert len(series.times) < 1500  # thinned, not 8,641
     assert s.compute("availability", window_seconds=86400) == {(("route", "chat"),): 1.0}
     # A restart (counter back to 0) must not read as a negative or a huge increase.
     g2 = GatewayReplica()
-    g2.requests.labels("chat", "e1", "200").inc(5)
-    g2.requests.labels("chat", "e1", "500").inc(5)
+    g2.count("chat", 200, endpoint="e1", n=5)
+    g2.count("chat", 500, endpoint="e1", n=5)
     t = 3 * 86400 + 30.0
     s.ingest(t, samples_from_registry(g2.registry))
     ratio = s.compute("error_rate", window_seconds=60)[(("route", "chat"),)]
