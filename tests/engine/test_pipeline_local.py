@@ -54,15 +54,17 @@ def test_deploy_then_preview_a_change(project):
                      .replace("max_run_seconds: 120", "max_run_seconds: 90", 1))
     status, out, err = pipeline(project, "preview", "--stack", "local")
     assert status == 0, out + err
-    assert "1 to replace" in out
+    # The cluster's settings ConfigMap and the gateway's runtime ConfigMap (its route deadline
+    # defaults to the cluster's max_run_seconds) are both replaced under new names.
+    assert "2 to replace" in out
     rows = {line.split("|")[2].strip(): line for line in out.splitlines() if line.startswith("| update |")
             or line.startswith("| replace |")}
     deployment = rows["`Deployment agents-local/workers`"]
     assert "`spec.template.spec.containers[0].image`" in deployment
     assert "`spec.template.spec.terminationGracePeriodSeconds`" in deployment
-    (replaced,) = [line for key, line in rows.items() if line.startswith("| replace |")]
-    assert "ConfigMap agents-local/agents-workers-settings-" in replaced
-    assert "`data.AGENT_MAX_RUN_SECONDS` (forces replacement)" in replaced
+    replaced = [line for key, line in rows.items() if line.startswith("| replace |")]
+    (settings,) = [line for line in replaced if "ConfigMap agents-local/agents-workers-settings-" in line]
+    assert "`data.AGENT_MAX_RUN_SECONDS` (forces replacement)" in settings
 
 
 def test_a_mandatory_violation_refuses_the_deploy(project):
