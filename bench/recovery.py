@@ -2,7 +2,7 @@
 
     python -m bench recovery [--size-mb 120] [--compression 6] [--no-fsync] [--budget 900]
 
-Starts a throwaway PostgreSQL (agent_runtime.recovery_pgtemp), fills it with generate_series
+Starts a throwaway PostgreSQL (tests/pgtemp.py), fills it with generate_series
 rows until pg_database_size reaches --size-mb, then times the real commands' code paths:
 backup (pg_dump custom format inside an exported snapshot + per-table checksums, written
 atomically with its manifest), verify (SHA-256 + pg_restore --list), and a restore drill
@@ -27,7 +27,8 @@ from pathlib import Path
 
 from agent_runtime.config import BackupSource
 from agent_runtime.recovery import backup_source, drill, verify_backup
-from agent_runtime.recovery_pgtemp import TempPostgres, find_pg_bin
+from agent_runtime.recovery_pgserver import find_pg_bin
+from tests.pgtemp import TempPostgres
 from agent_runtime.recovery_store import BackupStore
 
 MB = 1024 * 1024

@@ -37,6 +37,7 @@ __all__ = [
     "Route",
     "RouteSettings",
     "RuntimeConfig",
+    "WalArchiving",
     "StaticEndpoint",
     "format_validation_error",
     "load_runtime_config",
@@ -344,6 +345,26 @@ class AlertingConfig(Model):
         return rules
 
 
+class WalArchiving(Model):
+    """Continuous WAL archiving of a PostgreSQL source, for point-in-time recovery.
+
+    A receiver (`python -m agent_runtime wal-receive`, PostgreSQL's pg_receivewal on a
+    replication slot) streams the WAL onto its own volume as it is written, and for an s3 target
+    pushes what it received every `push_interval_seconds`; base backups (pg_basebackup) follow
+    `base_backup_schedule`. See agent_runtime.recovery_wal.
+    """
+
+    enabled: bool = False
+    # s3 targets: how often the received WAL is pushed; the RPO is about this plus one upload.
+    push_interval_seconds: float = Field(15.0, gt=0, le=60)
+    # Base backups to keep (in the target); WAL older than the oldest one kept is not needed.
+    base_backup_schedule: str = "0 2 * * *"
+    base_retention_count: int = Field(3, ge=1)
+    # The receiver's volume (a PersistentVolumeClaim the stack creates and keeps).
+    volume_size: str = "10Gi"
+    storage_class: str | None = None
+
+
 class BackupSource(Model):
     """One piece of agent state to back up."""
 
@@ -364,6 +385,8 @@ class BackupSource(Model):
     # postgres: also record per-table row counts and content checksums in the manifest,
     # read in the dump's own snapshot, so a restore drill can prove the data came back.
     table_checksums: bool = True
+    # postgres: continuous WAL archiving for point-in-time recovery (RPO under a minute).
+    wal_archiving: WalArchiving = WalArchiving()
 
     @model_validator(mode="after")
     def _complete(self) -> BackupSource:
@@ -376,6 +399,8 @@ class BackupSource(Model):
                 raise ValueError(f"database {self.database!r} is {len(self.database.encode())} bytes; PostgreSQL allows 63")
         if self.kind == "files" and not self.claim_name:
             raise ValueError("files source needs claim_name (the PersistentVolumeClaim to read)")
+        if self.kind != "postgres" and self.wal_archiving.enabled:
+            raise ValueError("wal_archiving is for postgres sources only")
         return self
 
 

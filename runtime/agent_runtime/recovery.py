@@ -471,6 +471,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scratch-user", default="postgres")
     p.set_defaults(func=_cli(_cmd_drill))
 
+    from .recovery_pitr import register as register_pitr
+
+    register_pitr(subparsers)
+
 
 def _cli(func: Any) -> Any:
     """A bad config or usage is exit 2 with one clear line, also under `python -m agent_runtime`."""

@@ -56,9 +56,10 @@ def _restic() -> str:
 class ResticRepository:
     """The restic repository at `s3:<endpoint>/<bucket>/<prefix>`."""
 
-    def __init__(self, target: BackupTarget, env: dict[str, str] | None = None) -> None:
+    def __init__(self, target: BackupTarget, env: dict[str, str] | None = None, *, prefix: str | None = None) -> None:
         assert target.endpoint and target.bucket
-        self.url = f"s3:{target.endpoint.rstrip('/')}/{target.bucket}/{target.prefix.strip('/')}"
+        path = (prefix or target.prefix).strip("/")
+        self.url = f"s3:{target.endpoint.rstrip('/')}/{target.bucket}/{path}"
         base = dict(os.environ if env is None else env)
         missing = [k for k in REQUIRED_ENV if not base.get(k)]
         if missing:
@@ -90,9 +91,9 @@ class ResticRepository:
             raise RecoveryError(f"{self.url}: wrong repository password (backup.target.encryption_secret)")
         self._run("init", what="creating the repository")
 
-    def snapshots(self, source: str) -> list[Snapshot]:
-        """Snapshots of one source, newest first."""
-        out = json.loads(self._run("snapshots", "--json", "--tag", f"{TAG},source={source}", what="listing") or "[]")
+    def snapshots(self, source: str, tag: str = TAG) -> list[Snapshot]:
+        """Snapshots of one source carrying `tag` (dumps: TAG), newest first."""
+        out = json.loads(self._run("snapshots", "--json", "--tag", f"{tag},source={source}", what="listing") or "[]")
         snaps = []
         for s in out or []:
             tags = dict(t.split("=", 1) for t in s.get("tags", []) if "=" in t)
@@ -100,16 +101,36 @@ class ResticRepository:
         snaps.sort(key=lambda s: (s.time, s.backup_id), reverse=True)
         return snaps
 
-    def push(self, backup: Backup) -> None:
+    def push(self, backup: Backup, tag: str = TAG) -> None:
         """Store a complete local backup as one snapshot (files relative to its directory)."""
         self._run(
-            "backup", "--host", TAG, "--tag", f"{TAG},source={backup.source},backup={backup.id}", ".",
+            "backup", "--host", TAG, "--tag", f"{tag},source={backup.source},backup={backup.id}", ".",
             cwd=backup.path, what=f"uploading backup {backup.id}",
         )
 
-    def fetch(self, source: str, backup_id: str, staging: BackupStore) -> Backup:
+    def push_dir(self, path: Path, source: str, tag: str) -> None:
+        """Store a directory's files (relative paths) as one snapshot tagged `tag` and `source`."""
+        self._run("backup", "--host", TAG, "--tag", f"{tag},source={source}", ".", cwd=path,
+                  what=f"uploading {tag} of {source}")
+
+    def restore_latest(self, source: str, tag: str, dest: Path) -> Snapshot | None:
+        """Download the newest `tag` snapshot of `source` into `dest`; None if there is none."""
+        snaps = self.snapshots(source, tag)
+        if not snaps:
+            return None
+        self._run("restore", snaps[0].id, "--target", str(dest), what=f"downloading {tag} of {source}")
+        return snaps[0]
+
+    def keep_last(self, source: str, tag: str, keep: int, *, prune: bool) -> int:
+        """Forget all but the newest `keep` `tag` snapshots of `source` (pruning the data if asked)."""
+        doomed = self.snapshots(source, tag)[keep:]
+        if doomed:
+            self._run("forget", *(["--prune"] if prune else []), *[s.id for s in doomed], what="forgetting")
+        return len(doomed)
+
+    def fetch(self, source: str, backup_id: str, staging: BackupStore, tag: str = TAG) -> Backup:
         """Download one backup (`latest` or an id) into `staging` and return it there."""
-        snaps = self.snapshots(source)
+        snaps = self.snapshots(source, tag)
         if not snaps:
             raise LookupError(f"no backup of {source!r} in {self.url}")
         snap = snaps[0] if backup_id == "latest" else next((s for s in snaps if s.backup_id == backup_id), None)
@@ -131,10 +152,12 @@ class ResticRepository:
             partial.abort()
         return Backup(final, json.loads((final / MANIFEST).read_text()))
 
-    def apply_retention(self, source: str, keep: int, max_age_days: float | None, *, now: float | None = None) -> list[str]:
+    def apply_retention(
+        self, source: str, keep: int, max_age_days: float | None, *, now: float | None = None, tag: str = TAG
+    ) -> list[str]:
         """Forget all but the newest `keep` snapshots, and any older than `max_age_days` (never
         the newest); then prune, so the data is gone from the bucket, not just unlisted."""
-        snaps = self.snapshots(source)
+        snaps = self.snapshots(source, tag)
         doomed = snaps[keep:]
         if max_age_days is not None:
             cutoff = (time.time() if now is None else now) - max_age_days * 86400

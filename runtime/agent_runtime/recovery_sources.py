@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .recovery_pgtemp import find_pg_bin
+from .recovery_pgserver import find_pg_bin
 from .recovery_store import CHUNK, PartialBackup
 
 __all__ = [

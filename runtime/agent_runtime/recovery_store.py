@@ -182,6 +182,16 @@ class PartialBackup:
         writer.close()
         self.files.append(writer.entry())
 
+    def adopt(self, path: Path) -> None:
+        """Move a finished file (written by another program) into the backup, hashed and fsynced."""
+        writer = self.open(path.name)
+        writer.file.close()
+        os.replace(path, writer.path)
+        digest, size = sha256_file(writer.path)
+        with open(writer.path, "rb") as f:
+            os.fsync(f.fileno())
+        self.files.append({"name": writer.path.name, "size": size, "sha256": digest})
+
     def commit(self, manifest: dict[str, Any]) -> Backup:
         self._stop.set()
         manifest = {"format": FORMAT, "id": self.id, **manifest, "files": self.files}

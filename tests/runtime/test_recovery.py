@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.recovery_pgtemp import TempPostgres
+from tests.pgtemp import TempPostgres
 from agent_runtime.recovery_store import BackupStore
 
 RUNTIME = [sys.executable, "-m", "agent_runtime"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.recovery_pgtemp import TempPostgres
+from tests.pgtemp import TempPostgres
 
 from .test_recovery import fingerprint_db, make_app_db
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.recovery_pgtemp import TempPostgres
+from tests.pgtemp import TempPostgres
 from agent_runtime.recovery_sources import (
     PgConn,
     RecoveryError,
