@@ -12,6 +12,11 @@ a local staging directory, verified there, then stored as one restic snapshot ta
 `agent-platform`, `source=<name>` and `backup=<id>`. Verify, restore and drill fetch a snapshot
 back into staging and run the same verification, so a backup in S3 is held to the same standard.
 
+Reads (listing, downloading) take no lock (`--no-lock`): a pod that died mid-backup leaves its
+lock behind for 30 minutes (restic calls a lock stale only then, or when its PID is gone on the
+same host), and a restore after a disaster must not wait for that. The repository is
+append-only apart from `forget --prune`, which a concurrent read can at worst fail against.
+
 Secrets never appear in config: the bucket's credentials come from the Secret named by
 `target.credentials_secret` (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and the repository
 password from `target.encryption_secret` (key RESTIC_PASSWORD), both as environment variables.
@@ -93,7 +98,7 @@ class ResticRepository:
 
     def snapshots(self, source: str, tag: str = TAG) -> list[Snapshot]:
         """Snapshots of one source carrying `tag` (dumps: TAG), newest first."""
-        out = json.loads(self._run("snapshots", "--json", "--tag", f"{tag},source={source}", what="listing") or "[]")
+        out = json.loads(self._run("--no-lock", "snapshots", "--json", "--tag", f"{tag},source={source}", what="listing") or "[]")
         snaps = []
         for s in out or []:
             tags = dict(t.split("=", 1) for t in s.get("tags", []) if "=" in t)
@@ -118,7 +123,7 @@ class ResticRepository:
         snaps = self.snapshots(source, tag)
         if not snaps:
             return None
-        self._run("restore", snaps[0].id, "--target", str(dest), what=f"downloading {tag} of {source}")
+        self._run("--no-lock", "restore", snaps[0].id, "--target", str(dest), what=f"downloading {tag} of {source}")
         return snaps[0]
 
     def keep_last(self, source: str, tag: str, keep: int, *, prune: bool) -> int:
@@ -142,7 +147,7 @@ class ResticRepository:
         partial = staging.begin(source)
         download = partial.dir / ".download"
         try:
-            self._run("restore", snap.id, "--target", str(download), what=f"downloading backup {snap.backup_id}")
+            self._run("--no-lock", "restore", snap.id, "--target", str(download), what=f"downloading backup {snap.backup_id}")
             manifests = list(download.rglob(MANIFEST))
             if len(manifests) != 1:
                 raise RecoveryError(f"snapshot {snap.id} of {source!r} holds {len(manifests)} manifests, not one")

@@ -123,6 +123,7 @@ def start_receiver(env: dict[str, str], config: Path, wal_dir: Path) -> subproce
     return subprocess.Popen(
         [*RUNTIME, "wal-receive", "--config", str(config), "--source", "app", "--wal-dir", str(wal_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, so a test can kill it as a pod dies: all at once
     )
 
 

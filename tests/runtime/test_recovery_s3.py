@@ -217,3 +217,58 @@ def test_a_hostile_snapshot_tag_cannot_place_files_outside_staging(pg: TempPostg
                  "--target-database", "s3tag_copy", "--create")
     assert result.returncode == 1 and "invalid backup tag" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "escaped").exists() and not (staging.parent / "escaped").exists()
+
+
+def test_pitr_from_s3_alone_after_losing_server_and_receiver(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue 12 item 7 off the cluster: the server, the receiver and its volume are all lost;
+    the base backup and the WAL pushed to the bucket bring back all but the last push interval."""
+    import shutil
+    import signal
+    import tempfile
+
+    from .test_recovery_pitr import SOURCE_SETTINGS, Writer, assert_no_gap, lose, restored_ids, start_receiver, wait_for
+
+    work = Path(tempfile.mkdtemp(prefix="pitr-s3-"))
+    work.chmod(0o711)  # the postgres user replaying the restore passes through it
+    source = TempPostgres(settings=SOURCE_SETTINGS).start()
+    try:
+        source.psql("CREATE DATABASE app")
+        source.psql("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz DEFAULT clock_timestamp(), payload text)", "app")
+        push_interval = 1.0
+        config = s3_config(work, source, s3, "app", "agent-pitr")
+        raw = json.loads(config.read_text())
+        raw["sources"][0].update(name="app", wal_archiving={"enabled": True, "push_interval_seconds": push_interval})
+        config.write_text(json.dumps(raw))
+        env = secret_env(source, s3, "pitr key")
+        wal_dir = work / "receiver-volume" / "wal"
+        receiver = start_receiver(env, config, wal_dir)
+        writer = Writer(source).start()
+        try:
+            wait_for(lambda: len(writer.acked) > 50, 30, "the writer")
+            base = run(env, "basebackup", "--config", str(config), "--source", "app")
+            assert base.returncode == 0, base.stderr
+            after_base = len(writer.acked)
+            # Long enough for several pushes, so what is lost is set by the interval, not the window.
+            wait_for(lambda: len(writer.acked) > after_base + 800, 60, "writes after the base backup")
+            lost_at = lose(source)
+        finally:
+            writer.stop()
+            os.killpg(receiver.pid, signal.SIGKILL)  # the receiver's pod and volume go with the cluster
+            _, receiver_log = receiver.communicate(timeout=30)
+        shutil.rmtree(work / "receiver-volume")
+
+        result = run(env, "pitr-restore", "--config", str(config), "--source", "app", "--data-dir", str(work / "restored"))
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        ids = restored_ids(work / "restored", source.password)
+        assert_no_gap(ids, writer.acked)
+        lost = sorted(set(writer.acked) - set(ids))
+        rpo = lost_at - min((writer.acked[i] for i in lost), default=lost_at)
+        # Bounded by the push interval plus one upload (restic, a second or two here), far under a minute.
+        assert rpo < push_interval + 5.0, f"{len(lost)} rows lost, RPO {rpo:.2f} s; receiver: {receiver_log[-3000:]}"
+        assert ids[-1] > after_base + 500
+        print(f"PITR from S3: {len(writer.acked)} acknowledged, {len(lost)} lost (RPO {rpo:.2f} s, "
+              f"push every {push_interval} s), RTO {report['rto_seconds']} s")
+    finally:
+        source.stop()
+        shutil.rmtree(work, ignore_errors=True)
