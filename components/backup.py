@@ -144,6 +144,9 @@ class Backup(pulumi.ComponentResource):
                 opts=child,
             )
             self.schedules[source.name] = backup.schedule
+            if source.wal_archiving.enabled:
+                self.schedules[f"basebackup-{source.name}"] = wal_archiving(
+                    name, source, backup, meta, settings.metadata["name"], target_volume, image, child)
         if backup.drill.enabled:
             k8s.batch.v1.CronJob(
                 f"{name}-restore-drill",
@@ -178,6 +181,100 @@ class Backup(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)),
         )
         return claim.metadata["name"]
+
+
+WAL_DIR = "/wal"
+WAL_HEARTBEAT = f"{WAL_DIR}/.heartbeat"
+# The receiver's liveness: its heartbeat (written each second while pg_receivewal runs) is fresh.
+_HEARTBEAT_CHECK = (
+    "import os, sys, time; "
+    f"sys.exit(0 if time.time() - os.stat('{WAL_HEARTBEAT}').st_mtime < 60 else 1)"
+)
+
+
+def wal_receiver_pod(source: BackupSource, backup: BackupConfig, settings_name: pulumi.Input[str],
+                     image: pulumi.Input[str]) -> dict[str, Any]:
+    """The receiver's pod: `wal-receive` streaming into the WAL volume (see agent_runtime.recovery_wal)."""
+    args = ["wal-receive", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--source", source.name,
+            "--wal-dir", f"{WAL_DIR}/wal", "--heartbeat", WAL_HEARTBEAT]
+    container = workload.job_container(
+        name="wal-receive", image=image, spec=JOB_RESOURCES, args=args, env=_env(source, backup.target),
+        volume_mounts=[{"name": "settings", "mountPath": CONFIG_DIR, "readOnly": True},
+                       {"name": "wal", "mountPath": WAL_DIR}],
+    )
+    probe = {"exec": {"command": ["python", "-c", _HEARTBEAT_CHECK]}, "periodSeconds": 10, "timeoutSeconds": 5}
+    container.update(
+        startupProbe={**probe, "failureThreshold": 30},
+        livenessProbe={**probe, "failureThreshold": 6},
+        readinessProbe={**probe, "failureThreshold": 2},
+    )
+    spec = workload.job_pod_spec([container], [{"name": "settings", "configMap": {"name": settings_name}}])
+    # The WAL written so far is flushed on SIGTERM (pg_receivewal) and pushed once more (s3).
+    return {**spec, "restartPolicy": "Always", "terminationGracePeriodSeconds": 120}
+
+
+def wal_archiving(name: str, source: BackupSource, backup: BackupConfig, meta, settings_name: pulumi.Input[str],
+                  target_volume: pulumi.Input[str] | None, image: pulumi.Input[str],
+                  opts: pulumi.ResourceOptions) -> str:
+    """Point-in-time recovery of one PostgreSQL source: the WAL receiver and the base backups.
+
+    The receiver is a StatefulSet of one: a replication slot has a single consumer, and a
+    StatefulSet never runs two pods of one ordinal at once (a Deployment may, during a rollout or
+    a partition); its volume (volumeClaimTemplates) is kept when the set is deleted or scaled down.
+    What the database itself needs (recovery_wal.DATABASE_SETTINGS, a role with REPLICATION) is
+    on the set as an annotation. Returns the base backups' schedule.
+    """
+    from agent_runtime.recovery_wal import DATABASE_SETTINGS, slot_name
+
+    wal = source.wal_archiving
+    selector = L.selector_labels(f"wal-{source.name}", "wal-receiver")
+    annotations = {
+        L.BACKUP_SOURCE: source.name,
+        "agent-platform.io/replication-slot": slot_name(source.name),
+        "agent-platform.io/database-settings": ", ".join(f"{k}={v}" for k, v in DATABASE_SETTINGS.items()),
+    }
+    metadata = meta(f"wal-{source.name}", "wal-receiver", annotations)
+    k8s.apps.v1.StatefulSet(
+        f"{name}-wal-{source.name}",
+        metadata=metadata,
+        spec={
+            "replicas": 1,
+            "serviceName": f"wal-{source.name}",
+            "selector": {"matchLabels": selector},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            "template": {
+                "metadata": {"labels": metadata["labels"]},
+                "spec": wal_receiver_pod(source, backup, settings_name, image),
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "wal"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": wal.volume_size}},
+                    **({"storageClassName": wal.storage_class} if wal.storage_class else {}),
+                },
+            }],
+        },
+        opts=opts,
+    )
+    volumes: list[dict[str, Any]] = [{"name": "settings", "configMap": {"name": settings_name}}]
+    if target_volume is not None:
+        volumes.append({"name": "target", "persistentVolumeClaim": {"claimName": target_volume}})
+    else:
+        volumes.append({"name": "target", "emptyDir": {"sizeLimit": backup.target.size}})
+    container = workload.job_container(
+        name="basebackup", image=image, spec=JOB_RESOURCES, args=backup_args("basebackup", source),
+        env=_env(source, backup.target),
+        volume_mounts=[{"name": "settings", "mountPath": CONFIG_DIR, "readOnly": True},
+                       {"name": "target", "mountPath": TARGET_DIR}],
+    )
+    k8s.batch.v1.CronJob(
+        f"{name}-basebackup-{source.name}",
+        metadata=meta(f"basebackup-{source.name}", "backup", {L.BACKUP_SOURCE: source.name}),
+        spec=workload.cron_job_spec(wal.base_backup_schedule, workload.job_pod_spec([container], volumes)),
+        opts=opts,
+    )
+    return wal.base_backup_schedule
 
 
 def _scratch_postgres() -> dict[str, Any]:

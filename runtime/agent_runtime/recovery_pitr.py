@@ -281,6 +281,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("wal-receive", help="stream a source's WAL (pg_receivewal) until SIGTERM")
     _common(p)
     p.add_argument("--wal-dir", required=True, help="where the WAL is received (the receiver's volume)")
+    p.add_argument("--heartbeat", help="file touched each second while streaming (a liveness probe reads it)")
     p.set_defaults(func=_cli(_cmd_wal_receive))
 
     p = subparsers.add_parser("pitr-restore", help="base backup + WAL, replayed to a time or to the end")
@@ -344,6 +345,7 @@ def _cmd_wal_receive(args: argparse.Namespace) -> int:
         _conn(source), Path(args.wal_dir), source.name, remote=wal_remote,
         push_interval=source.wal_archiving.push_interval_seconds,
         on_push=lambda at: _log("WAL pushed", source=source.name, at=round(at, 3)),
+        heartbeat=Path(args.heartbeat) if args.heartbeat else None,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

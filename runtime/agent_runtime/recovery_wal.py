@@ -179,6 +179,7 @@ class WalReceiver:
         remote: ResticRepository | None = None,
         push_interval: float = 15.0,
         on_push: Callable[[float], None] | None = None,
+        heartbeat: Path | None = None,
     ) -> None:
         self.conn = conn
         self.wal_dir = wal_dir
@@ -187,6 +188,8 @@ class WalReceiver:
         self.remote = remote
         self.push_interval = push_interval
         self.on_push = on_push
+        # Touched each second while pg_receivewal runs: the pod's liveness probe reads its age.
+        self.heartbeat = heartbeat
         self.proc: subprocess.Popen | None = None
         self.last_push: float | None = None
         self._last_prune = 0.0
@@ -250,6 +253,8 @@ class WalReceiver:
             while not stop.is_set():
                 stop.wait(min(1.0, max(0.0, next_push - time.monotonic())))
                 assert self.proc is not None
+                if self.heartbeat is not None and self.proc.poll() is None:
+                    self.heartbeat.touch()
                 if self.proc.poll() is not None and not stop.is_set():
                     log.warning("pg_receivewal exited with %s; restarting in %.0f s", self.proc.returncode, restart_delay)
                     if stop.wait(restart_delay):

@@ -158,3 +158,65 @@ def test_a_pushgateway_url_with_credentials_or_a_bad_scheme_is_refused(url):
     values["backup"]["pushgateway_url"] = url
     with pytest.raises(StackConfigError, match="backup.pushgateway_url"):
         validate_platform(values, "prod")
+
+
+STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
+
+
+def _with_wal_archiving(env: str, **wal) -> dict:
+    values = copy.deepcopy(stack_values(env))
+    source = next(s for s in values["backup"]["sources"] if s["kind"] == "postgres")
+    source["wal_archiving"] = {"enabled": True, **wal}
+    return values
+
+
+def test_wal_archiving_runs_one_receiver_with_a_kept_volume_and_scheduled_base_backups(run_stack):
+    """Point-in-time recovery: a StatefulSet of one streams the WAL (one consumer per slot), its
+    volume outlives the set, and base backups run on their own schedule; both speak the runtime's CLI."""
+    from agent_runtime.__main__ import build_parser
+
+    mocks = run_stack(_with_wal_archiving("prod", base_backup_schedule="0 1 * * *", volume_size="30Gi"), "prod")
+    (receiver,) = [s.inputs for s in mocks.of_type(STATEFUL_SET)]
+    assert receiver["metadata"]["name"] == "wal-agent-state"
+    spec = receiver["spec"]
+    assert spec["replicas"] == 1
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "30Gi"
+    assert set(spec["selector"]["matchLabels"].items()) <= set(spec["template"]["metadata"]["labels"].items())
+    assert "max_slot_wal_keep_size" in receiver["metadata"]["annotations"]["agent-platform.io/database-settings"]
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Always"
+    (container,) = pod["containers"]
+    parsed = build_parser().parse_args(container["args"])
+    assert (parsed.command, parsed.source, parsed.wal_dir) == ("wal-receive", ["agent-state"], "/wal/wal")
+    assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["wal"] == "/wal"
+    assert "livenessProbe" in container and container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "agent-state-db"
+
+    base = _cron_jobs(mocks)["basebackup-agent-state"]
+    assert base["spec"]["schedule"] == "0 1 * * *" and base["spec"]["concurrencyPolicy"] == "Forbid"
+    base_container = base["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    parsed = build_parser().parse_args(base_container["args"])
+    assert (parsed.command, parsed.source, parsed.target_dir) == ("basebackup", ["agent-state"], "/backups")
+
+
+def test_no_receiver_without_wal_archiving(run_stack):
+    mocks = run_stack(stack_values("staging"), "staging")
+    assert mocks.of_type(STATEFUL_SET) == []
+    assert not [n for n in _cron_jobs(mocks) if n.startswith("basebackup-")]
+
+
+def test_wal_archiving_on_a_files_source_is_refused():
+    values = copy.deepcopy(stack_values("staging"))
+    files = next(s for s in values["backup"]["sources"] if s["kind"] == "files")
+    files["wal_archiving"] = {"enabled": True}
+    with pytest.raises(StackConfigError, match="wal_archiving is for postgres sources only"):
+        validate_platform(values, "staging")
+
+
+@pytest.mark.parametrize("interval", [0, 61])
+def test_a_push_interval_beyond_a_minute_is_refused(interval):
+    values = _with_wal_archiving("dev", push_interval_seconds=interval)
+    with pytest.raises(StackConfigError, match="push_interval_seconds"):
+        validate_platform(values, "dev")
