@@ -1,6 +1,7 @@
 """Backup throughput and restore time (RTO) for a PostgreSQL database of at least 100 MB.
 
     python -m bench recovery [--size-mb 120] [--compression 6] [--no-fsync] [--budget 900]
+                             [--phases dump,s3,pitr] [--wal-mb 256] [--pitr-writers 4]
 
 Starts a throwaway PostgreSQL (tests/pgtemp.py), fills it with generate_series
 rows until pg_database_size reaches --size-mb, then times the real commands' code paths:
@@ -8,7 +9,10 @@ backup (pg_dump custom format inside an exported snapshot + per-table checksums,
 atomically with its manifest), verify (SHA-256 + pg_restore --list), and a restore drill
 (verify, restore into a scratch database, recompute and compare row counts and checksums); then
 the S3 path (push to a restic repository on a real S3 server, fetch back) against restic's own
-CLI streaming pg_dump, each into a fresh repository.
+CLI streaming pg_dump, each into a fresh repository. Then point-in-time recovery
+(bench/_recovery_pitr.py): rows and seconds lost under a steady write load with WAL archiving
+against only periodic dumps, and the RTO of base + replay of --wal-mb MB of WAL against the same
+restore done by hand with PostgreSQL's own tools.
 Prints MB/s of database per second of backup and the drill's RTO; one JSON line at the end.
 Bounded: gives up (exit 1) when --budget seconds are spent.
 """
@@ -148,20 +152,9 @@ def _s3_phase(pg: TempPostgres, tmp: Path, backup, store: BackupStore, compressi
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench recovery", description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mb", type=int, default=120, help="database size to generate (>= 100)")
-    parser.add_argument("--compression", type=int, default=6, help="pg_dump --compress level (0-9)")
-    parser.add_argument("--no-fsync", action="store_true", help="run the scratch server with fsync=off")
-    parser.add_argument("--budget", type=float, default=900.0, help="give up after this many seconds")
-    args = parser.parse_args(argv)
-    if args.size_mb < 100:
-        parser.error("--size-mb must be at least 100")
-    deadline = time.monotonic() + args.budget
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("budget spent")))
-    signal.alarm(int(args.budget) + 1)
-
-    with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp, TempPostgres(fsync=not args.no_fsync) as pg:
+def _dump_phase(args: argparse.Namespace, tmp: str, deadline: float, phases: set[str]) -> dict:
+    """Dumps: backup, verify and drill against bare pg_dump/pg_restore; then the S3 path."""
+    with TempPostgres(fsync=not args.no_fsync) as pg:
         os.environ["PGPASSWORD"] = pg.password
         t0 = time.monotonic()
         db_bytes, rows = _fill(pg, "bench", args.size_mb, deadline)
@@ -213,13 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             f"RTO / pg_restore = {report.rto_seconds / raw_restore_s:.2f}",
             flush=True,
         )
-        s3 = _s3_phase(pg, Path(tmp), backup, store, args.compression)
-        signal.alarm(0)
-        print(
-            json.dumps(
+        s3 = _s3_phase(pg, Path(tmp), backup, store, args.compression) if "s3" in phases else {}
+        return (
                 {
                     **s3,
-                    "bench": "recovery",
                     "database_mb": round(db_bytes / MB, 1),
                     "rows": rows,
                     "compression_level": args.compression,
@@ -236,8 +226,44 @@ def main(argv: list[str] | None = None) -> int:
                     "backup_vs_pg_dump": round(backup_s / raw_dump_s, 2),
                     "rto_vs_pg_restore": round(report.rto_seconds / raw_restore_s, 2),
                 }
-            )
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench recovery", description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=120, help="database size to generate (>= 100)")
+    parser.add_argument("--compression", type=int, default=6, help="pg_dump --compress level (0-9)")
+    parser.add_argument("--no-fsync", action="store_true", help="run the scratch server with fsync=off")
+    parser.add_argument("--budget", type=float, default=900.0, help="give up after this many seconds")
+    parser.add_argument("--phases", default="dump,s3,pitr",
+                        help="comma-separated: dump (and s3, which needs it), pitr (default: all)")
+    parser.add_argument("--wal-mb", type=int, default=256, help="pitr: MB of WAL to write after the base backup")
+    parser.add_argument("--pitr-writers", type=int, default=4, help="pitr: concurrent single-row committers")
+    args = parser.parse_args(argv)
+    if args.size_mb < 100:
+        parser.error("--size-mb must be at least 100")
+    deadline = time.monotonic() + args.budget
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("budget spent")))
+    signal.alarm(int(args.budget) + 1)
+
+    phases = set(args.phases.split(","))
+    unknown = phases - {"dump", "s3", "pitr"}
+    if unknown:
+        parser.error(f"unknown phase(s): {', '.join(sorted(unknown))}")
+    if "s3" in phases:
+        phases.add("dump")
+    results: dict = {"bench": "recovery", "phases": sorted(phases)}
+    with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
+        if "dump" in phases:
+            results.update(_dump_phase(args, tmp, deadline, phases))
+        if "pitr" in phases:
+            from bench._recovery_pitr import run_pitr_phase
+
+            results.update(run_pitr_phase(Path(tmp), fsync=not args.no_fsync, wal_mb=args.wal_mb,
+                                          load_seconds=max(30.0, deadline - time.monotonic() - 120),
+                                          writers=args.pitr_writers))
+    signal.alarm(0)
+    print(json.dumps(results))
     return 0
 
 

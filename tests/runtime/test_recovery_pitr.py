@@ -61,6 +61,16 @@ def tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Conn(PgConn):
+    """This server's password, whatever PGPASSWORD the test process holds."""
+
+    password: str = ""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "PGPASSWORD": self.password}
+
+
 @dataclass
 class Writer:
     """Commits one row per transaction until stopped (or for at most `limit` rows / `seconds`)."""
@@ -77,8 +87,7 @@ class Writer:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        os.environ.setdefault("PGPASSWORD", self.pg.password)
-        session = PsqlSession(PgConn(self.pg.host, self.pg.port, self.pg.user, "app"))
+        session = PsqlSession(_Conn(self.pg.host, self.pg.port, self.pg.user, "app", self.pg.password))
         deadline = time.monotonic() + self.seconds
         try:
             for i in range(1, self.limit + 1):
@@ -127,9 +136,10 @@ def start_receiver(env: dict[str, str], config: Path, wal_dir: Path) -> subproce
     )
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
+def wait_for(predicate, timeout: float, what: str, writer: Writer | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
+        assert writer is None or writer.error is None, f"the writer failed: {writer.error}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
 
@@ -183,17 +193,17 @@ def test_pitr_to_latest_and_to_a_commit_time_after_losing_the_server(source: Tem
     receiver = start_receiver(env, config, wal_dir)
     writer = Writer(source).start()
     try:
-        wait_for(lambda: len(writer.acked) > 50, 30, "the writer")
+        wait_for(lambda: len(writer.acked) > 50, 30, "the writer", writer)
         base = run(env, "basebackup", "--config", str(config), "--source", "app")
         assert base.returncode == 0, base.stderr
         after_base = len(writer.acked)
-        wait_for(lambda: len(writer.acked) > after_base + 150, 60, "writes after the base backup")
+        wait_for(lambda: len(writer.acked) > after_base + 150, 60, "writes after the base backup", writer)
         # A recovery target among the rows written after the base backup: an exact commit time.
         commits = commit_times(source)
         later = sorted(i for i in commits if i > after_base)
         target_id = later[len(later) // 2]
         target_time = commits[target_id]
-        wait_for(lambda: len(writer.acked) > max(commits) + 200, 60, "more writes")
+        wait_for(lambda: len(writer.acked) > max(commits) + 200, 60, "more writes", writer)
         lost_at = lose(source)
         writer.stop()
     finally:

@@ -244,12 +244,12 @@ def test_pitr_from_s3_alone_after_losing_server_and_receiver(s3: S3Server, tmp_p
         receiver = start_receiver(env, config, wal_dir)
         writer = Writer(source).start()
         try:
-            wait_for(lambda: len(writer.acked) > 50, 30, "the writer")
+            wait_for(lambda: len(writer.acked) > 50, 30, "the writer", writer)
             base = run(env, "basebackup", "--config", str(config), "--source", "app")
             assert base.returncode == 0, base.stderr
             after_base = len(writer.acked)
             # Long enough for several pushes, so what is lost is set by the interval, not the window.
-            wait_for(lambda: len(writer.acked) > after_base + 800, 60, "writes after the base backup")
+            wait_for(lambda: len(writer.acked) > after_base + 800, 60, "writes after the base backup", writer)
             lost_at = lose(source)
         finally:
             writer.stop()
