@@ -324,7 +324,8 @@ def _cmd_basebackup(args: argparse.Namespace) -> int:
         keep = source.wal_archiving.base_retention_count
         if remote is not None:
             remote.ensure()
-            remote.push(backup, tag=BASE_TAG)
+            # The receiver reads which WAL the oldest kept base backup still needs from this tag.
+            remote.push(backup, tag=BASE_TAG, extra_tags={"start": backup.manifest["pitr"]["start_segment"]})
             removed = remote.apply_retention(source.name, keep, None, tag=BASE_TAG)
         else:
             removed = bases.apply_retention(source.name, keep)
@@ -342,7 +343,7 @@ def _cmd_wal_receive(args: argparse.Namespace) -> int:
     if remote is not None:
         wal_remote = wal_repository(lambda **kw: ResticRepository(config.target, **kw), config.target.prefix, source.name)
     receiver = WalReceiver(
-        _conn(source), Path(args.wal_dir), source.name, remote=wal_remote,
+        _conn(source), Path(args.wal_dir), source.name, remote=wal_remote, bases=remote,
         push_interval=source.wal_archiving.push_interval_seconds,
         on_push=lambda at: _log("WAL pushed", source=source.name, at=round(at, 3)),
         heartbeat=Path(args.heartbeat) if args.heartbeat else None,

@@ -49,6 +49,7 @@ class Snapshot:
     time: str
     source: str
     backup_id: str
+    tags: dict[str, str] | None = None
 
 
 def _restic() -> str:
@@ -102,14 +103,15 @@ class ResticRepository:
         snaps = []
         for s in out or []:
             tags = dict(t.split("=", 1) for t in s.get("tags", []) if "=" in t)
-            snaps.append(Snapshot(s["id"], s["time"], tags.get("source", ""), tags.get("backup", "")))
+            snaps.append(Snapshot(s["id"], s["time"], tags.get("source", ""), tags.get("backup", ""), tags))
         snaps.sort(key=lambda s: (s.time, s.backup_id), reverse=True)
         return snaps
 
-    def push(self, backup: Backup, tag: str = TAG) -> None:
+    def push(self, backup: Backup, tag: str = TAG, extra_tags: dict[str, str] | None = None) -> None:
         """Store a complete local backup as one snapshot (files relative to its directory)."""
+        extra = "".join(f",{k}={v}" for k, v in (extra_tags or {}).items())
         self._run(
-            "backup", "--host", TAG, "--tag", f"{tag},source={backup.source},backup={backup.id}", ".",
+            "backup", "--host", TAG, "--tag", f"{tag},source={backup.source},backup={backup.id}{extra}", ".",
             cwd=backup.path, what=f"uploading backup {backup.id}",
         )
 

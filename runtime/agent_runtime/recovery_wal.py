@@ -52,6 +52,7 @@ __all__ = [
     "WAL_TAG",
     "WalReceiver",
     "base_backup",
+    "prune_wal",
     "segment_of",
     "slot_name",
     "wal_files",
@@ -96,6 +97,18 @@ def wal_files(wal_dir: Path) -> list[Path]:
     if not wal_dir.is_dir():
         return []
     return sorted(p for p in wal_dir.iterdir() if _WAL_NAME.match(p.name) and p.is_file())
+
+
+def prune_wal(wal_dir: Path, oldest_needed: str) -> list[str]:
+    """Delete segments before `oldest_needed` (a segment name), on any timeline; history files,
+    which a restore needs to follow timelines, are kept."""
+    removed = []
+    for f in wal_files(wal_dir):
+        match = _WAL_NAME.match(f.name)
+        if match and match.group(1) and match.group(1)[8:] < oldest_needed[8:]:
+            f.unlink()
+            removed.append(f.name)
+    return removed
 
 
 def wal_repository(remote_of: Callable[..., ResticRepository], prefix: str, source: str) -> ResticRepository:
@@ -180,6 +193,7 @@ class WalReceiver:
         push_interval: float = 15.0,
         on_push: Callable[[float], None] | None = None,
         heartbeat: Path | None = None,
+        bases: ResticRepository | None = None,
     ) -> None:
         self.conn = conn
         self.wal_dir = wal_dir
@@ -190,6 +204,8 @@ class WalReceiver:
         self.on_push = on_push
         # Touched each second while pg_receivewal runs: the pod's liveness probe reads its age.
         self.heartbeat = heartbeat
+        # Where the base backups are listed (s3): WAL older than the oldest one kept is removed.
+        self.bases = bases
         self.proc: subprocess.Popen | None = None
         self.last_push: float | None = None
         self._last_prune = 0.0
@@ -240,6 +256,17 @@ class WalReceiver:
         self.remote.keep_last(self.source, WAL_TAG, WAL_SNAPSHOTS_KEPT, prune=prune)
         if prune:
             self._last_prune = time.monotonic()
+            self.prune_local()
+
+    def prune_local(self) -> list[str]:
+        """Remove received WAL that no kept base backup needs (it is in the pushed snapshots
+        until those are forgotten). Nothing is removed while no base backup is listed."""
+        if self.bases is None:
+            return []
+        starts = [s.tags.get("start", "") for s in self.bases.snapshots(self.source, BASE_TAG) if s.tags]
+        if not starts or not all(starts):
+            return []
+        return prune_wal(self.wal_dir, min(starts))
         if self.on_push:
             self.on_push(started)
 

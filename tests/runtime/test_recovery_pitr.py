@@ -303,3 +303,15 @@ def test_the_partial_segment_is_replayed_unless_the_complete_one_exists(tmp_path
 )
 def test_segment_names_follow_postgres(timeline: int, lsn: str, segment: str) -> None:
     assert segment_of(timeline, lsn) == segment
+
+
+def test_wal_that_no_kept_base_backup_needs_is_pruned_and_history_kept(tmp_path: Path) -> None:
+    from agent_runtime.recovery_wal import prune_wal
+
+    names = ["000000010000000000000001", "000000010000000000000002", "000000020000000000000003",
+             "000000020000000000000004.partial", "00000002.history", "000000010000000100000000"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    removed = prune_wal(tmp_path, "000000020000000000000003")
+    assert removed == ["000000010000000000000001", "000000010000000000000002"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(names) - set(removed))
