@@ -27,7 +27,7 @@ import json
 import re
 import shutil
 import signal
-import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from .config import BackupConfig, BackupSource, ConfigError
+from .recovery_files import UnsafeArchive
 from .recovery_pgserver import PgServer, find_pg_bin
 from .recovery_s3 import ResticRepository
 from .recovery_sources import PgConn, RecoveryError, TargetNotEmpty
 from .recovery_store import Backup, BackupStore
 from .recovery_wal import BASE_FILES, BASE_KIND, BASE_TAG, WAL_TAG, WalReceiver, base_backup, wal_files, wal_repository
 
-__all__ = ["PitrResult", "choose_base", "parse_target_time", "prepare_data_dir", "register", "replay", "stage_wal"]
+__all__ = ["BaseBackupInvalid", "PitrResult", "choose_base", "parse_target_time", "prepare_data_dir", "register", "replay", "stage_wal"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_EMPTY = 0, 1, 2, 3, 4
 BASE_DIR = ".base"
@@ -51,6 +52,10 @@ _SETTINGS_BEGIN = "# agent-platform point-in-time recovery: begin"
 _SETTINGS_END = "# agent-platform point-in-time recovery: end"
 _LAST_TX = re.compile(r"last completed transaction was at log time (\S+ \S+)")
 _STOPPED = re.compile(r"recovery stopping (?:before|after) commit of transaction \d+, time (\S+ \S+)")
+
+
+class BaseBackupInvalid(RecoveryError):
+    """pg_verifybackup found the base backup damaged: it must not be replayed."""
 
 
 def parse_target_time(text: str) -> float:
@@ -93,10 +98,6 @@ def choose_base(bases: list[Backup], target_time: float | None) -> Backup:
 
 def _extract(archive: Path, dest: Path) -> None:
     """Regular files and directories only, inside `dest` (a base backup holds nothing else)."""
-    import tarfile
-
-    from .recovery_files import UnsafeArchive
-
     with tarfile.open(archive, "r:gz") as tar:
         members = tar.getmembers()
         for m in members:
@@ -129,7 +130,7 @@ def prepare_data_dir(base: Backup, data_dir: Path, server: PgServer) -> None:
         server.hand_over(data_dir)
         result = server.run(find_pg_bin("pg_verifybackup"), "--quiet", str(data_dir), timeout=3600)
         if result.returncode != 0:
-            raise RecoveryError(f"pg_verifybackup of base backup {base.id}: {(result.stdout + result.stderr).strip()[-1000:]}")
+            raise BaseBackupInvalid(f"pg_verifybackup of base backup {base.id}: {(result.stdout + result.stderr).strip()[-1000:]}")
     except BaseException:
         # Only what this call wrote: the directory was empty or absent.
         for child in data_dir.iterdir():
@@ -208,13 +209,15 @@ def replay(server: PgServer, *, timeout: float = 3600.0) -> float | None:
     """Start the server on the prepared directory, wait until recovery ended and it promoted, stop
     it cleanly (a checkpoint), remove the recovery settings; returns the last transaction's time."""
     server.start({"hot_standby": "off", "archive_mode": "off"}, wait=False)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     try:
         while True:
             state = _cluster_state(server)
             if state == "in production":
                 break
-            if not (server.data / "postmaster.pid").exists() and time.monotonic() > deadline - timeout + 2:
+            # (pg_ctl -W returns before the postmaster writes its pid file: give it a moment.)
+            if not (server.data / "postmaster.pid").exists() and time.monotonic() - started > 2:
                 raise RecoveryError(f"the server stopped during recovery: {server.log_tail(1500)}")
             if time.monotonic() > deadline:
                 raise RecoveryError(f"recovery did not finish within {timeout:.0f} s (state {state!r})")
@@ -259,7 +262,8 @@ def pitr_restore(
     try:
         result.recovered_to = replay(server)
     finally:
-        shutil.copyfile(server.log, data_dir.parent / f"{data_dir.name}-recovery.log") if server.log.exists() else None
+        if server.log.exists():  # the server's own account of the replay, kept beside the directory
+            shutil.copyfile(server.log, data_dir.parent / f"{data_dir.name}-recovery.log")
         shutil.rmtree(work, ignore_errors=True)
     result.replay_seconds = time.monotonic() - t1
     result.rto_seconds = time.monotonic() - t0
@@ -396,10 +400,12 @@ def _cmd_pitr_restore(args: argparse.Namespace) -> int:
     except TargetNotEmpty as exc:
         _log("pitr restore refused", source=source.name, error=str(exc))
         return EXIT_NOT_EMPTY
-    except RecoveryError as exc:
-        invalid = "pg_verifybackup" in str(exc) or type(exc).__name__ == "UnsafeArchive"
-        _log("pitr restore refused" if invalid else "pitr restore failed", source=source.name, error=str(exc))
-        return EXIT_INVALID if invalid else EXIT_FAILED
+    except (BaseBackupInvalid, UnsafeArchive) as exc:
+        _log("pitr restore refused", source=source.name, error=str(exc))
+        return EXIT_INVALID
+    except (RecoveryError, OSError) as exc:
+        _log("pitr restore failed", source=source.name, error=str(exc))
+        return EXIT_FAILED
     finally:
         if not getattr(args, "_staging", None):
             shutil.rmtree(staging, ignore_errors=True)

@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .recovery_pgserver import find_pg_bin
 from .recovery_s3 import ResticRepository
@@ -304,7 +303,3 @@ class WalReceiver:
         if self.remote is not None:
             self.push()
 
-
-def describe_base(backup: Backup) -> dict[str, Any]:
-    pitr = backup.manifest.get("pitr", {})
-    return {"backup": backup.id, "finished_at": backup.manifest.get("finished_at"), **pitr}
