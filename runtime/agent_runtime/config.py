@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -37,9 +38,10 @@ __all__ = [
     "Route",
     "RouteSettings",
     "RuntimeConfig",
-    "WalArchiving",
     "StaticEndpoint",
+    "WalArchiving",
     "format_validation_error",
+    "load_json_config",
     "load_runtime_config",
 ]
 
@@ -518,17 +520,33 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(lines)
 
 
-def load_runtime_config(path: str | Path) -> RuntimeConfig:
-    """Read and validate a runtime config file, raising ConfigError with one clear message."""
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _whole(raw: Any) -> Any:
+    return raw
+
+
+def load_json_config(path: str | Path, model: type[ModelT], section: Callable[[Any], Any] = _whole) -> ModelT:
+    """Read a JSON file and validate `section(document)` as `model`; every way it can be wrong
+    (missing, unreadable, not JSON, invalid) is one ConfigError naming the file and key path."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (not UTF-8 text at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
     try:
-        return RuntimeConfig.model_validate(raw)
+        return model.model_validate(section(raw))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, str(path))) from None
 
+
+def load_runtime_config(path: str | Path) -> RuntimeConfig:
+    """Read and validate the gateway's runtime config file (its ConfigMap's runtime.json)."""
+    return load_json_config(path, RuntimeConfig)

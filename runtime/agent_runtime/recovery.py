@@ -44,9 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 
-from .config import BackupConfig, BackupSource, ConfigError, format_validation_error
+from .config import BackupConfig, BackupSource, ConfigError, load_json_config
 from .metrics_signals import BACKUP_LAST_SUCCESS, DRILL_LAST_SUCCESS, DRILL_RPO, DRILL_RTO
 from .recovery_files import (
     FILES_ARCHIVE,
@@ -402,19 +401,13 @@ def write_metrics(
 # command line
 
 
-def load_backup_config(path: str) -> BackupConfig:
-    try:
-        raw = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+def _backup_section(raw: Any) -> Any:
     # A BackupConfig on its own, or any document with it under "backup".
-    section = raw["backup"] if isinstance(raw, dict) and isinstance(raw.get("backup"), dict) else raw
-    try:
-        return BackupConfig.model_validate(section)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, path)) from None
+    return raw["backup"] if isinstance(raw, dict) and isinstance(raw.get("backup"), dict) else raw
+
+
+def load_backup_config(path: str) -> BackupConfig:
+    return load_json_config(path, BackupConfig, _backup_section)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -1,12 +1,10 @@
-"""The HPA that cooldowns and steps produce (pure translation, then through the component)."""
+"""components/scaling.py: the HPA behaviour and metrics that cooldowns, steps and queues produce."""
 
 from __future__ import annotations
 
-import copy
 
 from components.config import Autoscaling, QueueScaling
 from components.scaling import hpa_behavior, hpa_metrics, keda_triggers
-from tests.stacks import stack_values
 
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 
@@ -55,25 +53,3 @@ def test_keda_queue_is_a_prometheus_trigger_not_an_hpa_metric():
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["query"] == 'sum(agent_queue_length{namespace="agents-dev",cluster="workers"})'
     assert trigger["metadata"]["threshold"] == "2500m"
-
-
-def test_stack_hpa_carries_the_configured_behaviour(run_stack):
-    values = copy.deepcopy(stack_values("staging"))
-    mocks = run_stack(values, "staging")
-    hpa = mocks.one(HPA, "specialists")
-    spec = hpa.inputs["spec"]
-    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 6)
-    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
-    assert spec["behavior"]["scaleDown"]["policies"] == [{"type": "Percent", "value": 25, "periodSeconds": 600}]
-    assert spec["behavior"]["scaleUp"]["policies"] == [{"type": "Pods", "value": 2, "periodSeconds": 60}]
-
-
-def test_keda_stack_emits_a_scaled_object_instead_of_an_hpa(run_stack):
-    values = copy.deepcopy(stack_values("dev"))
-    values["kubernetes"]["keda_installed"] = True
-    values["clusters"][0]["autoscaling"]["queue"] = {"target_per_pod": 10, "source": "keda"}
-    mocks = run_stack(values, "dev")
-    scaled = mocks.one("kubernetes:keda.sh/v1alpha1:ScaledObject", "workers")
-    assert scaled.inputs["spec"]["minReplicaCount"] == 1
-    assert scaled.inputs["spec"]["triggers"][0]["metadata"]["query"].endswith('{namespace="agents-dev",cluster="workers"})')
-    assert not [h for h in mocks.of_type(HPA) if "workers" in h.name]

@@ -11,10 +11,9 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from ..config import AlertingConfig, ConfigError, format_validation_error
+from ..config import AlertingConfig, ConfigError, load_json_config
 from .evaluator import AlertEvaluator
 from .rules import FIRING
 from .sources import FileSource, HttpSource, MetricsSource
@@ -22,21 +21,13 @@ from .sources import FileSource, HttpSource, MetricsSource
 __all__ = ["main", "register"]
 
 
-def _load_alerting(path: str) -> AlertingConfig:
-    from pydantic import ValidationError
-
-    try:
-        raw = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+def _alerting_section(raw: Any) -> Any:
     # Either the gateway's runtime.json (alerts under "alerts") or an AlertingConfig on its own.
-    section = raw.get("alerts", {}) if isinstance(raw, dict) and "routes" in raw else raw
-    try:
-        return AlertingConfig.model_validate(section)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, path)) from None
+    return raw.get("alerts", {}) if isinstance(raw, dict) and "routes" in raw else raw
+
+
+def _load_alerting(path: str) -> AlertingConfig:
+    return load_json_config(path, AlertingConfig, _alerting_section)
 
 
 def register(subparsers: Any) -> None:

@@ -1,4 +1,4 @@
-"""The gateway's ConfigMap is the runtime's contract, and the namespace is closed by default."""
+"""components/gateway.py: its ConfigMap is the runtime's contract, and its probes use the admin port."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from agent_runtime.config import RuntimeConfig
 from tests.stacks import stack_values
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
-NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 
 def test_gateway_config_map_round_trips_into_the_runtime_models(run_stack):
@@ -43,27 +42,6 @@ def test_routing_change_renames_the_config_map_so_the_gateway_rolls(run_stack):
     assert first != second
 
 
-def test_namespace_is_default_deny_with_only_the_needed_allows(run_stack):
-    mocks = run_stack(stack_values("prod"), "prod")
-    policies = {p.inputs["metadata"]["name"]: p.inputs["spec"] for p in mocks.of_type(NETWORK_POLICY)}
-    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    to_agents = policies["allow-gateway-to-agents"]["ingress"][0]
-    assert to_agents["from"] == [{"podSelector": {"matchLabels": {
-        "app.kubernetes.io/name": "gateway", "app.kubernetes.io/component": "gateway"}}}]
-    assert {p["port"] for p in to_agents["ports"]} == {8080}
-    assert {p["port"] for p in policies["allow-dns"]["egress"][0]["ports"]} == {53}
-    assert "allow-metrics-scraping" in policies
-
-
-def test_namespace_declares_state_sources_and_monitoring_for_the_policies(run_stack):
-    mocks = run_stack(stack_values("staging"), "staging")
-    namespace = mocks.of_type("kubernetes:core/v1:Namespace")[0].inputs["metadata"]
-    assert namespace["name"] == "agents-staging"
-    assert namespace["annotations"]["agent-platform.io/state-sources"] == "agent-state,workspace"
-    assert namespace["annotations"]["agent-platform.io/monitoring"] == "prometheus-operator"
-    assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-
-
 def test_gateway_probes_and_scrapes_its_admin_port_not_the_routes(run_stack):
     mocks = run_stack(stack_values("local"), "local")
     pod = mocks.one("kubernetes:apps/v1:Deployment", "gateway").inputs["spec"]["template"]
@@ -75,25 +53,3 @@ def test_gateway_probes_and_scrapes_its_admin_port_not_the_routes(run_stack):
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9901"
     service = mocks.one("kubernetes:core/v1:Service", "gateway").inputs["spec"]
     assert {p["name"]: p["targetPort"] for p in service["ports"]} == {"http": "http", "admin": "admin"}
-
-
-def test_route_deadlines_default_to_the_clusters_longest_run_and_shorter_ones_are_refused():
-    import copy
-
-    import pytest
-
-    from components.config import StackConfigError, validate_platform
-    from components.platform import runtime_config
-
-    values = copy.deepcopy(stack_values("prod"))
-    config = validate_platform(values, "prod")
-    for route in runtime_config(config).routes:
-        longest = config.cluster(route.cluster).max_run_seconds
-        assert route.deadline_seconds == longest and route.timeout_seconds == longest
-    cluster = values["clusters"][0]
-    values["routes"] = [{"cluster": cluster["name"], "deadline_seconds": 60}]
-    with pytest.raises(StackConfigError) as caught:
-        validate_platform(values, "prod")
-    assert "routes[0].deadline_seconds (60) is shorter than clusters." in str(caught.value)
-    values["routes"][0]["short_deadline"] = True  # the route says so: accepted
-    assert validate_platform(values, "prod").routes[0].deadline_seconds == 60

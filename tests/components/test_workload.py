@@ -1,4 +1,4 @@
-"""Scale-down and rollouts never cut an agent run short, and stateful clusters never reach zero."""
+"""components/workload.py: scale-down and rollouts never cut an agent run short."""
 
 from __future__ import annotations
 
@@ -27,16 +27,6 @@ def test_rollout_never_drops_below_desired_capacity(run_stack):
         assert strategy["type"] == "RollingUpdate"
         assert strategy["rollingUpdate"]["maxUnavailable"] == 0
         assert strategy["rollingUpdate"]["maxSurge"] not in (0, "0%")
-
-
-def test_stateful_cluster_is_marked_and_never_autoscaled_to_zero(run_stack):
-    values = stack_values("prod")
-    mocks = run_stack(values, "prod")
-    coordinators = mocks.one(DEPLOYMENT, "coordinators")
-    assert coordinators.inputs["metadata"]["annotations"]["agent-platform.io/stateful"] == "true"
-    assert coordinators.inputs["spec"]["replicas"] >= 1
-    for hpa in mocks.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"):
-        assert hpa.inputs["spec"]["minReplicas"] >= 1
 
 
 def test_termination_grace_formula():

@@ -1,0 +1,38 @@
+"""agent_runtime/config.py: the one JSON config loader every command reads its file with."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_runtime.alerts.cli import _load_alerting
+from agent_runtime.config import AlertingConfig, BackupConfig, ConfigError, load_json_config
+from agent_runtime.recovery import load_backup_config
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "no such file"),
+    (b"\xff\xfe{}", "not valid JSON (not UTF-8 text at byte 0)"),
+    (b'{"rules": [}', "not valid JSON (line 1, column 12)"),
+    (b'{"rules": [{"name": "X", "signal": "error_rate"}]}', "rules[0].threshold: Field required"),
+])
+def test_every_bad_file_is_one_line_naming_the_file(tmp_path, content, expected):
+    path = tmp_path / "alerting.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_json_config(path, AlertingConfig)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and expected in message and "\n" not in message
+
+
+def test_a_directory_is_refused_as_unreadable(tmp_path):
+    with pytest.raises(ConfigError, match=r": cannot read: Is a directory$"):
+        load_json_config(tmp_path, AlertingConfig)
+
+
+def test_commands_pick_their_section_of_a_shared_document(tmp_path):
+    path = tmp_path / "runtime.json"
+    path.write_text('{"routes": [], "alerts": {"evaluation_interval_seconds": 7}}')
+    assert _load_alerting(str(path)).evaluation_interval_seconds == 7
+    path.write_text('{"backup": {"enabled": true, "sources": []}}')
+    assert load_backup_config(str(path)) == BackupConfig(enabled=True, sources=[])
