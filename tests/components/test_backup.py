@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-
 from tests.stacks import stack_values
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"
@@ -161,17 +160,3 @@ def test_no_receiver_without_wal_archiving(run_stack):
     assert mocks.of_type(STATEFUL_SET) == []
     assert not [n for n in _cron_jobs(mocks) if n.startswith("basebackup-")]
 
-
-def test_wal_archiving_on_a_files_source_is_refused():
-    values = copy.deepcopy(stack_values("staging"))
-    files = next(s for s in values["backup"]["sources"] if s["kind"] == "files")
-    files["wal_archiving"] = {"enabled": True}
-    with pytest.raises(StackConfigError, match="wal_archiving is for postgres sources only"):
-        validate_platform(values, "staging")
-
-
-@pytest.mark.parametrize("interval", [0, 61])
-def test_a_push_interval_beyond_a_minute_is_refused(interval):
-    values = _with_wal_archiving("dev", push_interval_seconds=interval)
-    with pytest.raises(StackConfigError, match="push_interval_seconds"):
-        validate_platform(values, "dev")

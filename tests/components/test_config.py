@@ -164,3 +164,20 @@ def test_a_pushgateway_url_with_credentials_or_a_bad_scheme_is_refused(url):
     values["backup"]["pushgateway_url"] = url
     with pytest.raises(StackConfigError, match="backup.pushgateway_url"):
         validate_platform(values, "prod")
+
+
+def test_wal_archiving_on_a_files_source_is_refused():
+    values = copy.deepcopy(stack_values("staging"))
+    files = next(s for s in values["backup"]["sources"] if s["kind"] == "files")
+    files["wal_archiving"] = {"enabled": True}
+    with pytest.raises(StackConfigError, match="wal_archiving is for postgres sources only"):
+        validate_platform(values, "staging")
+
+
+@pytest.mark.parametrize("interval", [0, 61])
+def test_a_push_interval_beyond_a_minute_is_refused(interval):
+    values = copy.deepcopy(stack_values("dev"))
+    source = next(s for s in values["backup"]["sources"] if s["kind"] == "postgres")
+    source["wal_archiving"] = {"enabled": True, "push_interval_seconds": interval}
+    with pytest.raises(StackConfigError, match="push_interval_seconds"):
+        validate_platform(values, "dev")
