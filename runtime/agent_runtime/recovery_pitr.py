@@ -5,6 +5,7 @@ PostgreSQL itself to a chosen time or to the end of the archive; and its command
     python -m agent_runtime wal-receive  --config C --source S --wal-dir W
     python -m agent_runtime pitr-restore --config C --source S --data-dir NEW [--wal-dir W]
                                          [--target-time 2026-12-02T07:12:00Z] [--no-replay]
+    python -m agent_runtime pitr-restore --config C --source S --drill [--wal-dir W] [--target-time T]
 
 pitr-restore picks the newest base backup finished at or before the target time (or the newest),
 checks it (SHA-256 against our manifest, then every file with PostgreSQL's `pg_verifybackup`),
@@ -14,7 +15,9 @@ recovery settings (`restore_command`, `recovery_target_time`, `recovery_target_a
 promote`) and, unless `--no-replay`, starts a server on the directory, waits until it has
 replayed and promoted, stops it cleanly and removes the recovery settings again: the directory
 is then a data directory any PostgreSQL of the same major version starts from. It prints one JSON
-report: the base backup, the recovery point reached (the last transaction replayed) and RTO.
+report: the base backup, the recovery point reached (the last transaction replayed), RTO and RPO
+(the age of that transaction). `--drill` does the same into a scratch directory that it deletes
+afterwards, and holds RTO and RPO to `backup.drill`'s targets (exit 1 when missed).
 
 Exit codes as for `restore` (agent_runtime.recovery): 0 ok, 1 failed, 2 usage, 3 backup invalid,
 4 the data directory is not empty.
@@ -290,7 +293,10 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("pitr-restore", help="base backup + WAL, replayed to a time or to the end")
     _common(p)
-    p.add_argument("--data-dir", required=True, help="new (or empty) data directory to restore into")
+    p.add_argument("--data-dir", help="new (or empty) data directory to restore into")
+    p.add_argument("--drill", action="store_true",
+                   help="restore into a scratch directory, replay, report RTO/RPO against backup.drill's "
+                   "targets (exit 1 if missed), then delete it")
     p.add_argument("--wal-dir", action="append", default=[],
                    help="archived WAL to replay (repeatable; default: the s3 repository of the source)")
     p.add_argument("--target-time", help="ISO 8601 with a zone, or Unix seconds (default: the end of the archive)")
@@ -365,6 +371,10 @@ def _cmd_wal_receive(args: argparse.Namespace) -> int:
 
 def _cmd_pitr_restore(args: argparse.Namespace) -> int:
     config, source, bases, remote = _setup(args)
+    if bool(args.data_dir) == bool(args.drill):
+        raise ConfigError("pitr-restore needs exactly one of --data-dir or --drill")
+    if args.drill and args.no_replay:
+        raise ConfigError("--drill replays; it cannot be combined with --no-replay")
     target_time = parse_target_time(args.target_time) if args.target_time else None
     t0 = time.monotonic()
     staging = Path(args._staging) if getattr(args, "_staging", None) else Path(tempfile.mkdtemp(prefix="agent-pitr-wal-"))
@@ -392,7 +402,9 @@ def _cmd_pitr_restore(args: argparse.Namespace) -> int:
             if wal_remote.restore_latest(source.name, WAL_TAG, fetched) is None:
                 _log("pitr restore: no archived WAL in the store; replaying the base backup's own WAL only", source=source.name)
             wal_sources = [fetched]
-        result = pitr_restore(base, wal_sources, Path(args.data_dir), target_time=target_time,
+        # A drill's scratch directory lives in staging, which goes when the command ends.
+        data_dir = staging / "drill-data" if args.drill else Path(args.data_dir)
+        result = pitr_restore(base, wal_sources, data_dir, target_time=target_time,
                               run_replay=not args.no_replay, scratch=staging)
     except LookupError as exc:
         _log("pitr restore refused", source=source.name, error=str(exc))
@@ -411,10 +423,17 @@ def _cmd_pitr_restore(args: argparse.Namespace) -> int:
             shutil.rmtree(staging, ignore_errors=True)
     result.rto_seconds = time.monotonic() - t0  # the download from the store is part of the time to recover
     report = result.as_dict()
-    if result.recovered_to is not None:
-        report["rpo_seconds"] = round(max(0.0, time.time() - result.recovered_to), 3)
+    # The age of the newest transaction restored (on an idle database, how long it has been idle).
+    rpo = max(0.0, time.time() - result.recovered_to) if result.recovered_to is not None else None
+    report["rpo_seconds"] = round(rpo, 3) if rpo is not None else None
+    if not args.drill:
+        print(json.dumps(report))
+        return EXIT_OK
+    rto_target, rpo_target = config.drill.rto_target_seconds, config.drill.rpo_target_seconds
+    report.update(drill=True, rto_target_seconds=rto_target, rpo_target_seconds=rpo_target)
+    report["ok"] = result.rto_seconds <= rto_target and rpo is not None and rpo <= rpo_target
     print(json.dumps(report))
-    return EXIT_OK
+    return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
 def _snapshot_as_backup(snap: Any) -> Backup:

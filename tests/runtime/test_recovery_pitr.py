@@ -110,16 +110,18 @@ class Writer:
         self._thread.join(30)
 
 
-def write_config(tmp: Path, pg: TempPostgres, target: dict | None = None, **wal: object) -> Path:
+def write_config(tmp: Path, pg: TempPostgres, target: dict | None = None, drill: dict | None = None,
+                 name: str = "backup.json", **wal: object) -> Path:
     config = {
         "enabled": True,
+        **({"drill": drill} if drill else {}),
         "sources": [{
             "name": "app", "kind": "postgres", "host": pg.host, "port": pg.port, "database": "app", "user": pg.user,
             "password_secret": "app-db", "wal_archiving": {"enabled": True, **wal},
         }],
         "target": target or {"kind": "pvc", "mount_path": str(tmp / "backups")},
     }
-    path = tmp / "backup.json"
+    path = tmp / name
     path.write_text(json.dumps(config))
     return path
 
@@ -235,6 +237,16 @@ def test_pitr_to_latest_and_to_a_commit_time_after_losing_the_server(source: Tem
     ids = restored_ids(tmp_path / "at", source.password)
     assert ids == [i for i in sorted(commits) if commits[i] <= target_time]
     assert ids[-1] == target_id
+
+    # A drill: the same restore into scratch space, measured against the targets, then removed.
+    drill = run(env, "pitr-restore", "--config", str(config), "--source", "app", "--drill", "--wal-dir", str(wal_dir))
+    assert drill.returncode == 0, drill.stderr
+    measured = json.loads(drill.stdout)
+    assert measured["drill"] and measured["ok"] and measured["rto_seconds"] <= measured["rto_target_seconds"]
+    assert 0 <= measured["rpo_seconds"] < 600 and measured["recovered_to"] == report["recovered_to"]
+    missed = run(env, "pitr-restore", "--config", str(write_config(tmp_path, source, drill={"rto_target_seconds": 0.001}, name="tight.json")),
+                 "--source", "app", "--drill", "--wal-dir", str(wal_dir))
+    assert missed.returncode == 1 and json.loads(missed.stdout)["ok"] is False
 
     # The restored directory is now a database: restoring over it is refused, and it is left alone.
     again = run(env, "pitr-restore", "--config", str(config), "--source", "app",
