@@ -285,6 +285,10 @@ class WalReceiver:
                     log.warning("pg_receivewal exited with %s; restarting in %.0f s", self.proc.returncode, restart_delay)
                     if stop.wait(restart_delay):
                         break
+                    try:  # the slot may be gone (dropped, or the server restored): make it again
+                        self.create_slot()
+                    except RecoveryError as exc:
+                        log.warning("%s", exc)
                     self._start()
                 if self.remote is not None and time.monotonic() >= next_push:
                     try:
