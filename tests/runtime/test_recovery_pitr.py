@@ -327,3 +327,39 @@ def test_wal_that_no_kept_base_backup_needs_is_pruned_and_history_kept(tmp_path:
     removed = prune_wal(tmp_path, "000000020000000000000003")
     assert removed == ["000000010000000000000001", "000000010000000000000002"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(names) - set(removed))
+
+
+def test_a_receiver_killed_and_restarted_leaves_no_gap(source: TempPostgres, tmp_path: Path) -> None:
+    """The slot keeps the WAL written while no receiver ran, through segment switches and
+    checkpoints that would otherwise recycle it; the next receiver picks up where the volume ends
+    (a pod killed and rescheduled onto the same volume)."""
+    env = {**os.environ, "PGPASSWORD": source.password}
+    config = write_config(tmp_path, source)
+    wal_dir = tmp_path / "wal"
+    writer = Writer(source).start()
+    receiver = start_receiver(env, config, wal_dir)
+    try:
+        wait_for(lambda: len(writer.acked) > 50, 30, "the writer", writer)
+        assert run(env, "basebackup", "--config", str(config), "--source", "app").returncode == 0
+        wait_for(lambda: len(writer.acked) > 200, 60, "writes", writer)
+        os.killpg(receiver.pid, signal.SIGKILL)
+        receiver.communicate(timeout=30)
+        during_outage = len(writer.acked)
+        wait_for(lambda: len(writer.acked) > during_outage + 150, 60, "writes while no receiver runs", writer)
+        for _ in range(3):  # without the slot, the server would now remove what no receiver has yet
+            source.psql("SELECT pg_switch_wal()")
+            source.psql("CHECKPOINT")
+        receiver = start_receiver(env, config, wal_dir)
+        after_restart = len(writer.acked)
+        wait_for(lambda: len(writer.acked) > after_restart + 150, 60, "writes after the restart", writer)
+        lose(source)
+    finally:
+        writer.stop()
+        receiver.send_signal(signal.SIGTERM)
+        receiver.communicate(timeout=60)
+    result = run(env, "pitr-restore", "--config", str(config), "--source", "app",
+                 "--data-dir", str(tmp_path / "restored"), "--wal-dir", str(wal_dir))
+    assert result.returncode == 0, result.stderr
+    ids = restored_ids(tmp_path / "restored", source.password)
+    assert_no_gap(ids, writer.acked)
+    assert ids[-1] > after_restart + 100, "the rows written while no receiver ran, and after, came back"
