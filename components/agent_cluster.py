@@ -28,14 +28,10 @@ class AgentCluster(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         environment: str,
         skip_await: bool = False,
-        keda: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if spec.autoscaling and spec.autoscaling.queue and spec.autoscaling.queue.source == "keda" and not keda:
-            raise ValueError(
-                f"cluster {spec.name!r}: autoscaling.queue.source is 'keda' but the stack does not "
-                "set kubernetes.keda_installed"
-            )
+        """`spec` is validated with the stack (components/config.py), including that a KEDA queue
+        source needs `kubernetes.keda_installed`; nothing here checks it again."""
         super().__init__("agent-platform:index:AgentCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.selector = L.selector_labels(spec.name, "agent")

@@ -15,6 +15,7 @@ from agent_runtime.config import BackupConfig, BackupSource, BackupTarget
 from components import labels as L
 from components import workload
 from components.config import PlatformConfig, ResourceSpec, Resources
+from components.errors import ResourceError
 
 CONFIG_DIR = "/etc/agent-backup"
 CONFIG_FILE = "backup.json"
@@ -84,10 +85,11 @@ class Backup(pulumi.ComponentResource):
         image: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        # That an enabled backup has sources, uniquely named, is the stack config's to check.
         backup = config.backup
-        if not backup.enabled or not backup.sources:
-            raise ValueError("backup.enabled needs at least one entry in backup.sources")
         super().__init__("agent-platform:index:Backup", name, None, opts)
+        if not backup.enabled:
+            raise ResourceError("backup.enabled is false: build a Backup only for a stack that backs up", self)
         child = pulumi.ResourceOptions(parent=self)
         environment = config.environment
         await_annotations = {L.SKIP_AWAIT: "true"} if config.kubernetes.skip_await else {}

@@ -11,6 +11,7 @@ from agent_runtime.config import RuntimeConfig
 from components import labels as L
 from components import workload
 from components.config import GatewaySpec
+from components.errors import ResourceError
 from components.scaling import hpa_spec
 
 CONFIG_DIR = "/etc/agent-runtime"
@@ -47,9 +48,9 @@ class Gateway(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`image` overrides `spec.image` with an image built in the same stack."""
-        if runtime.gateway.port != spec.port:
-            raise ValueError(f"runtime gateway.port ({runtime.gateway.port}) must equal gateway.port ({spec.port})")
         super().__init__("agent-platform:index:Gateway", name, None, opts)
+        if runtime.gateway.port != spec.port:
+            raise ResourceError(f"runtime gateway.port ({runtime.gateway.port}) must equal gateway.port ({spec.port})", self)
         child = pulumi.ResourceOptions(parent=self)
         self.selector = L.gateway_selector()
         pod_labels = L.standard_labels("gateway", "gateway", environment, L.image_version(spec.image))
