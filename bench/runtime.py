@@ -332,7 +332,7 @@ async def _open_loop(url: str, rate: float, seconds: float, hash_keys: bool) -> 
                     await r.read()
                     if r.status == 200:
                         ok += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             lat.append(time.perf_counter() - at)
 
@@ -429,7 +429,7 @@ def bench_quality(tmp: Path, seconds: float, rate: float, strategies: tuple[str,
                 log(f"  quality {strategy:22s} {scenario:17s} {json.dumps(res)}")
     finally:
         _stop(backends)
-    for strategy, scen in results.items():
+    for scen in results.values():
         healthy = scen["healthy"]["p999_ms"]
         stall = scen["one_stalling_2s"]["p999_ms"]
         scen["stall_p999_vs_healthy_p999"] = round(stall / healthy, 3) if healthy else None

@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from agent_runtime.config import BackupConfig, BackupSource, BackupTarget
 from components import labels as L
 from components import workload
-from components.config import PlatformConfig, ResourceSpec, Resources
+from components.config import PlatformConfig, Resources, ResourceSpec
 from components.errors import ResourceError
 
 CONFIG_DIR = "/etc/agent-backup"

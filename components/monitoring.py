@@ -12,9 +12,9 @@ import pulumi_kubernetes as k8s
 
 from agent_runtime.config import AlertRule
 from components import labels as L
-from components.gateway import ADMIN_PORT_NAME
 from components.config import PlatformConfig
 from components.errors import ResourceError
+from components.gateway import ADMIN_PORT_NAME
 from components.monitoring_rules import prometheus_rule_groups, render_dashboard
 from components.promql import effective_rules
 

@@ -101,7 +101,7 @@ class _RequestCollector:
                 counts.add_metric([name, endpoint, str(status)], n)
             cumulative = 0
             buckets = []
-            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), rec.buckets):
+            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), rec.buckets, strict=True):
                 cumulative += n
                 buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
             latency.add_metric([name], buckets, rec.total)

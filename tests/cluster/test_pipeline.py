@@ -11,12 +11,11 @@ of a stack whose restore drill never ran, and a deploy with a mandatory violatio
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

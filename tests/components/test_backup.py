@@ -6,7 +6,6 @@ import copy
 
 import pytest
 
-
 from tests.stacks import stack_values
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"

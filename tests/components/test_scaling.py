@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from components.config import Autoscaling, QueueScaling
 from components.scaling import hpa_behavior, hpa_metrics, keda_triggers
 

@@ -1,11 +1,11 @@
 """container-resources: requests and limits on every container, limits >= requests."""
 
 import pytest
+from policy_builders import container, cronjob, daemonset, deployment, job, job_pod_spec, pod_spec, service
+from policy_fakes import run_resource
 from pulumi_policy.proxy import UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
 
 from agent_policies.resources import validate_container_resources as validate
-from policy_fakes import run_resource
-from policy_builders import container, cronjob, daemonset, deployment, job, job_pod_spec, pod_spec, service
 
 
 def with_resources(requests=None, limits=None, name="agent"):

@@ -2,6 +2,8 @@
 no-plaintext-secrets."""
 
 import pytest
+from policy_builders import configmap, container, cronjob, deployment, job_pod_spec, pod_spec, service
+from policy_fakes import run_resource
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
 
 from agent_policies.security import (
@@ -14,9 +16,7 @@ from agent_policies.security import (
     validate_no_plaintext_secrets,
     validate_pod_security_restricted,
 )
-from policy_fakes import run_resource
 from tests.image_cases import CASES
-from policy_builders import configmap, container, cronjob, deployment, job_pod_spec, pod_spec, service
 
 # --- pod-security-restricted --------------------------------------------------------------
 
@@ -285,7 +285,7 @@ def test_message_never_repeats_the_secret():
 
 
 def test_secret_hidden_in_runtime_json():
-    (msg,) = cm({"runtime.json": '{"llm": {"api_key": "%s"}}' % OPENAI_KEY})
+    (msg,) = cm({"runtime.json": '{"llm": {"api_key": "' + OPENAI_KEY + '"}}'})
     assert "'runtime.json'" in msg
 
 

@@ -8,11 +8,11 @@ import json
 import os
 
 import pytest
+from policy_fakes import ROOT, run_resource
+from policy_fakes import run_stack as run_stack_policy
 from pulumi_policy import ResourceValidationPolicy
 
 from agent_policies import ALL_POLICIES
-from policy_fakes import ROOT, run_resource
-from policy_fakes import run_stack as run_stack_policy
 from tests.stacks import STACKS, stack_values
 
 

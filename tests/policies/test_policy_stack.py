@@ -3,17 +3,6 @@
 import json
 
 import pytest
-from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
-
-from agent_policies.stack import (
-    validate_alert_coverage,
-    validate_backup_coverage,
-    validate_namespace_default_deny,
-    validate_production_pdb,
-    validate_production_replicas,
-    validate_stateful_agents_not_autoscaled,
-)
-from policy_fakes import run_stack, urn_for
 from policy_builders import (
     NS,
     backup_cronjob,
@@ -28,6 +17,17 @@ from policy_builders import (
     prometheus_rule,
     restore_drill_cronjob,
     runtime_json,
+)
+from policy_fakes import run_stack, urn_for
+from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
+
+from agent_policies.stack import (
+    validate_alert_coverage,
+    validate_backup_coverage,
+    validate_namespace_default_deny,
+    validate_production_pdb,
+    validate_production_replicas,
+    validate_stateful_agents_not_autoscaled,
 )
 
 

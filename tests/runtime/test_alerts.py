@@ -11,12 +11,10 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -25,14 +23,15 @@ from agent_runtime.alerts import (
     HttpSource,
     RegistrySource,
     SignalComputer,
+    expand,
     fingerprint,
     histogram_quantile,
-    expand,
     samples_from_registry,
 )
 from agent_runtime.config import AlertingConfig, AlertRule
 from agent_runtime.metrics_signals import AgentQueueMetrics
 from tests.gateway_metrics import GatewayReplica
+from tests.runtime.conftest import Receiver
 
 
 class Clock:
@@ -48,42 +47,6 @@ class Clock:
         self.now += seconds
 
 
-class Receiver:
-    """An Alertmanager-webhook receiver: records every POST, can be told to fail."""
-
-    def __init__(self) -> None:
-        self.payloads: list[dict] = []
-        self.fail_next = 0
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if self.fail_next:
-            self.fail_next -= 1
-            return web.Response(status=500, text="down")
-        self.payloads.append(body)
-        return web.Response(text="ok")
-
-    def take(self) -> list[dict]:
-        out, self.payloads = self.payloads, []
-        return out
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"http://127.0.0.1:{port}/hook"
-    yield rec
-    await runner.cleanup()
-
-
 def traffic(m: GatewayReplica, route: str, ok: int, errors: int = 0) -> None:
     m.request(route, 200, n=ok)
     if errors:
@@ -91,7 +54,7 @@ def traffic(m: GatewayReplica, route: str, ok: int, errors: int = 0) -> None:
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 ERROR_RULE = AlertRule(

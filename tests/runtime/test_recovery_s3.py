@@ -9,15 +9,13 @@ the Jobs get them from their Secrets.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -170,7 +168,7 @@ def test_retention_by_count_and_age_is_applied_in_the_store(pg: TempPostgres, s3
     assert run(env, "backup", "--config", str(config)).returncode == 0
     # An old snapshot of this source, 30 days back (restic --time), and one of another source.
     repo = {**env, "RESTIC_REPOSITORY": f"s3:{s3.endpoint}/keep-backups/agents/prod"}
-    old = (datetime.now(timezone.utc) - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S")
+    old = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "manifest.json").write_text("{}")
     for tags in ("agent-platform,source=db,backup=old", "agent-platform,source=other,backup=old"):

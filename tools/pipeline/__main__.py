@@ -98,7 +98,7 @@ def _drill_check(values: dict, stack: str, max_age: dt.timedelta) -> drills.Dril
     except Exception as err:  # noqa: BLE001 - any failure to read the cluster means "not known green"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return drills.DrillStatus(False, f"cannot read the restore drills of {stack} from its cluster: {first}")
-    return drills.verdict(jobs, namespace, dt.datetime.now(dt.timezone.utc), max_age)
+    return drills.verdict(jobs, namespace, dt.datetime.now(dt.UTC), max_age)
 
 
 def cmd_promote(args: argparse.Namespace, target: engine.Target) -> tuple[int, str]:
@@ -139,7 +139,7 @@ def cmd_promote(args: argparse.Namespace, target: engine.Target) -> tuple[int, s
         refusals.append(drill.reason)
     changes = _changes_table(planned)
     if refusals:
-        body = [f"**Refused**: " + "; ".join(refusals) + ".", "", *checks, "", report.preview_markdown(source_run)]
+        body = ["**Refused**: " + "; ".join(refusals) + ".", "", *checks, "", report.preview_markdown(source_run)]
         return GATE_CLOSED, report.document(f"{title}: refused", body)
     if not planned.changes:
         return OK, report.document(f"{title}: nothing to promote", [*checks, "", *_notes(planned)])

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 DRILL_CRONJOB = "restore-drill"
 
@@ -25,7 +26,7 @@ class DrillStatus:
 
 def _time(value: Any) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     if isinstance(value, str) and value:
         return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return None

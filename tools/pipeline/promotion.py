@@ -148,7 +148,7 @@ def _indentation(text: str) -> dict[str, int]:
     """The block-sequence indentation the file uses (`key:` then `  - item` is offset 2), so
     that rewriting it moves no line that promotion did not change."""
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    for above, line in zip(lines, lines[1:]):
+    for above, line in zip(lines, lines[1:], strict=False):
         if above.rstrip().endswith(":") and line.lstrip().startswith("- "):
             offset = (len(line) - len(line.lstrip())) - (len(above) - len(above.lstrip()))
             if offset >= 0:
