@@ -352,7 +352,7 @@ def validate_no_plaintext_secrets(obj: K8sObject, settings: dict, report: Report
                     continue  # valueFrom (secretKeyRef, configMapKeyRef, fieldRef) is fine
                 name, value = var.get("name"), var.get("value")
                 findings = secret_findings(name if isinstance(name, str) else "", value)
-                if findings:
+                if findings and isinstance(value, str):  # findings imply a str value
                     report(
                         f"{obj.display}: {container.display} env var '{name}' holds {' and '.join(findings)} "
                         f"({redact(value)}) in plaintext. Fix: {SECRETS_HINT}."

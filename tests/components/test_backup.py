@@ -113,7 +113,9 @@ def test_backup_and_drill_jobs_push_their_metrics_where_the_stack_says(run_stack
         container = jobs[name]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
         args = container["args"]
         assert args[args.index("--pushgateway") + 1] == url, name
-        assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
+        assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container[
+            "env"
+        ]
 
 
 def test_a_backup_for_a_stack_without_backups_is_refused_by_the_component(mocked_engine):

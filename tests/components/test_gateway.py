@@ -66,6 +66,8 @@ def test_a_runtime_config_for_another_port_is_refused_by_the_gateway(mocked_engi
     config = validate_platform(stack_values("local"), "local")
     runtime = runtime_config(config)
     other = runtime.model_copy(update={"gateway": runtime.gateway.model_copy(update={"port": config.gateway.port + 1})})
-    with pytest.raises(ResourceError, match=r"^agent-platform:index:Gateway gw: runtime gateway.port \(\d+\) must equal"):
+    with pytest.raises(
+        ResourceError, match=r"^agent-platform:index:Gateway gw: runtime gateway.port \(\d+\) must equal"
+    ):
         Gateway("gw", config.gateway, other, namespace="agents-local", environment="local")
     assert [r.typ for r in mocked_engine.resources] == [], "refused before creating any child"

@@ -31,7 +31,9 @@ def test_build_uses_the_runtime_dockerfile_and_the_gateway_runs_the_result(run_s
     assert image.inputs["imageName"] == "registry.dev/agent-runtime:0.1.0-dev"
     assert image.inputs["skipPush"] is True
     gateway = mocks.one("kubernetes:apps/v1:Deployment", "gateway")
-    assert gateway.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.dev/agent-runtime:0.1.0-dev"
+    assert (
+        gateway.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.dev/agent-runtime:0.1.0-dev"
+    )
 
 
 def test_latest_tag_is_refused_by_the_component_naming_itself(run_stack):
@@ -39,6 +41,8 @@ def test_latest_tag_is_refused_by_the_component_naming_itself(run_stack):
     values["image_build"] = {"enabled": True, "tag": "latest"}
     with pytest.raises(ResourceError) as caught:
         run_stack(values, "dev")
-    assert str(caught.value) == ("agent-platform:index:RuntimeImage agents-runtime: "
-                                 "image_build.tag ('latest') must name a version, never 'latest'")
+    assert str(caught.value) == (
+        "agent-platform:index:RuntimeImage agents-runtime: "
+        "image_build.tag ('latest') must name a version, never 'latest'"
+    )
     assert caught.value.resource.pulumi_resource_name == "agents-runtime"

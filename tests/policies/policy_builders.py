@@ -207,12 +207,22 @@ def hpa(
     spec: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": target},
         "maxReplicas": max_replicas,
-        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+            }
+        ],
     }
     if min_replicas is not None:
         spec["minReplicas"] = min_replicas
     if window is not None:
-        spec["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": window, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}
+        spec["behavior"] = {
+            "scaleDown": {
+                "stabilizationWindowSeconds": window,
+                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+            }
+        }
     return obj(
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
         name,
@@ -255,7 +265,11 @@ def service(name: str = "gateway", ns: str = NS, type_: str | None = "ClusterIP"
     spec: dict[str, Any] = {"selector": app_labels(name), "ports": [{"port": 80, "targetPort": 8080}]}
     if type_ is not None:
         spec["type"] = type_
-    return obj("kubernetes:core/v1:Service", name, {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, ns), "spec": spec})
+    return obj(
+        "kubernetes:core/v1:Service",
+        name,
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, ns), "spec": spec},
+    )
 
 
 def configmap(name: str = "settings", ns: str = NS, data: dict | None = None, labels: dict | None = None) -> dict:
@@ -271,9 +285,7 @@ def runtime_json(signals: tuple = ("error_rate", "availability")) -> str:
         {
             "routes": [{"cluster": "workers", "path_prefix": "/v1/chat"}],
             "alerts": {
-                "rules": [
-                    {"name": f"{s}-alert", "signal": s, "threshold": 0.05, "for_seconds": 300} for s in signals
-                ]
+                "rules": [{"name": f"{s}-alert", "signal": s, "threshold": 0.05, "for_seconds": 300} for s in signals]
             },
         }
     )
@@ -291,7 +303,12 @@ def gateway_configmap(ns: str = NS, signals: tuple = ("error_rate", "availabilit
 def prometheus_rule(name: str = "agent-alerts", ns: str = NS, signals: tuple = ("error_rate", "availability")) -> dict:
     rules: list[dict] = [{"record": "agent:requests:rate5m", "expr": "sum(rate(agent_requests_total[5m]))"}]
     rules += [
-        {"alert": f"Agent{s.title().replace('_', '')}", "expr": "vector(1) > 0", "for": "5m", "labels": {"signal": s, "severity": "page"}}
+        {
+            "alert": f"Agent{s.title().replace('_', '')}",
+            "expr": "vector(1) > 0",
+            "for": "5m",
+            "labels": {"signal": s, "severity": "page"},
+        }
         for s in signals
     ]
     return obj(

@@ -1,7 +1,8 @@
 """In-process alert evaluation (agent_runtime.alerts) against a real webhook on 127.0.0.1.
 
 Time is a fake clock stepped by the tests; the gateway's registry is a real prometheus_client
-registry holding the gateway's own metric declarations (`tests/gateway_metrics.py`); notifications go over real HTTP to an aiohttp receiver.
+registry holding the gateway's own metric declarations (`tests/gateway_metrics.py`); notifications
+go over real HTTP to an aiohttp receiver.
 """
 
 from __future__ import annotations
@@ -94,7 +95,13 @@ async def test_pending_firing_keep_firing_resolved_over_real_webhook(receiver: R
         await ev.evaluate_once()
         fired_at = clock.now
         [note] = receiver.take()
-        labels = {"alertname": "HighErrors", "route": "chat", "severity": "critical", "signal": "error_rate", "team": "agents"}
+        labels = {
+            "alertname": "HighErrors",
+            "route": "chat",
+            "severity": "critical",
+            "signal": "error_rate",
+            "team": "agents",
+        }
         assert note == {
             "version": "4",
             "groupKey": '{}:{alertname="HighErrors"}',
@@ -180,7 +187,10 @@ async def test_grouping_common_labels_and_partial_resolution(receiver: Receiver)
         await ev.evaluate_once()
         [note] = receiver.take()
         assert note["status"] == "firing"
-        assert [(a["labels"]["route"], a["status"]) for a in note["alerts"]] == [("chat", "firing"), ("search", "resolved")]
+        assert [(a["labels"]["route"], a["status"]) for a in note["alerts"]] == [
+            ("chat", "firing"),
+            ("search", "resolved"),
+        ]
     finally:
         await ev.close()
 
@@ -219,6 +229,7 @@ async def test_scraped_metrics_from_several_replicas(receiver: Receiver) -> None
     registries[1].breaker_state.labels("chat", "e1").set(1)
     runners, urls = [], []
     for g in registries:
+
         async def metrics(_: web.Request, g: GatewayReplica = g) -> web.Response:
             return web.Response(body=g.render(), content_type="text/plain")
 

@@ -426,7 +426,7 @@ def expand(
     external_url: str = "",
 ) -> str:
     """Expand one template for one alert; raises TemplateError as Prometheus' Expand would fail."""
-    data = {"labels": dict(labels), "value": value, "externalLabels": dict(external_labels or {}),
+    data: dict[str, Any] = {"labels": dict(labels), "value": value, "externalLabels": dict(external_labels or {}),
             "externalURL": external_url}
 
     def arg(a: Any) -> Any:
