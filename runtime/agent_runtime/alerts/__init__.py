@@ -12,8 +12,8 @@ concept:
   `{{ $labels.route | toUpper }}`) and duration format; `annotations`: the text every rule gets;
 - `rules`: each rule's alerts go inactive -> pending -> firing after `for`, stay firing for
   `keep_firing_for` after the condition clears, and resolve; each rule has a health, and a
-  template that fails renders `<error expanding template: ...>` in that rule only
-  (Prometheus' `rules/alerting.go`);
+  template that fails renders `<error expanding template: ...>` in that rule only, as
+  Prometheus' `rules/alerting.go` does (which only logs it, where we also mark the rule "err");
 - `notifier`: grouping by `group_by`, deduplication by fingerprint, Alertmanager's webhook
   format (version "4"), `repeat_interval_seconds`; a failed POST is retried next evaluation;
 - `evaluator`: `AlertEvaluator` ties them together and exports its own health as metrics;
