@@ -507,42 +507,22 @@ backend be
   server s1 127.0.0.1:{bport}
 """
     )
+
+    def _quiet(args: list[str], core: int) -> subprocess.Popen:
+        return subprocess.Popen(pinned(args, core), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     procs: list[subprocess.Popen] = []
     results: dict[str, Any] = {}
     try:
-        procs.append(
-            subprocess.Popen(
-                pinned(["nginx", "-p", str(tmp), "-c", str(tmp / "backend.conf")], 1),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        procs.append(_quiet(["nginx", "-p", str(tmp), "-c", str(tmp / "backend.conf")], 1))
         _wait_http(f"http://127.0.0.1:{bport}/")
-        procs.append(
-            subprocess.Popen(
-                pinned(["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], 0),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        procs.append(
-            subprocess.Popen(
-                pinned(["nginx", "-p", str(tmp), "-c", str(tmp / "proxy.conf")], 0),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        procs.append(_quiet(["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], 0))
+        procs.append(_quiet(["nginx", "-p", str(tmp), "-c", str(tmp / "proxy.conf")], 0))
         cfg = _gateway_config(gport, [bport])
         cfg["routes"][0]["health_check"] = {"path": "/healthz"}
         procs.append(_start_gateway(cfg, tmp, core=0))
         # The framework's floor: a bare aiohttp proxy on the same core, same backend.
-        procs.append(
-            subprocess.Popen(
-                pinned([PY, str(Path(__file__).parent / "_aiohttp_proxy.py"), str(aport), str(bport)], 0),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        procs.append(_quiet([PY, str(Path(__file__).parent / "_aiohttp_proxy.py"), str(aport), str(bport)], 0))
         _wait_http(f"http://127.0.0.1:{aport}/")
         _wait_http(f"http://127.0.0.1:{hport}/")
         _wait_http(f"http://127.0.0.1:{nport}/")
