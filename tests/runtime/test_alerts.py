@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from agent_runtime.alerts import (
     AlertEvaluator,
+    DnsSource,
     HttpSource,
     RegistrySource,
     SignalComputer,
@@ -403,3 +404,44 @@ async def test_run_loop_stops(receiver: Receiver) -> None:
     await asyncio.wait_for(task, 2)
     assert task.done() and task.exception() is None
     await ev.close()
+
+
+@pytest.mark.asyncio
+async def test_dns_source_scrapes_every_address_the_name_has_now() -> None:
+    """A headless Service's name: each ready pod is one address on the same port; the queue is their sum."""
+    queues = {"127.0.0.1": 3.0, "127.0.0.2": 4.0}
+    port = None
+    runners = []
+    for address, length in queues.items():
+        registry = CollectorRegistry()
+        AgentQueueMetrics(registry).length.labels("workers").set(length)
+
+        async def metrics(_: web.Request, registry: CollectorRegistry = registry) -> web.Response:
+            return web.Response(body=generate_latest(registry), content_type="text/plain")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, address, port or 0)
+        await site.start()
+        port = port or site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runners.append(runner)
+    answers = [["127.0.0.1", "127.0.0.2", "127.0.0.3"], ["127.0.0.2"]]  # .3 never answers; then a pod left
+
+    async def resolve(host: str, p: int) -> list[str]:
+        assert (host, p) == ("workers-headless.agents.svc.cluster.local", port)
+        return answers.pop(0)
+
+    source = DnsSource("workers-headless.agents.svc.cluster.local", port, resolve=resolve, timeout_seconds=1)
+    try:
+        first = [s for s in await source.collect() if s.name == "agent_queue_length"]
+        assert sorted(s.value for s in first) == [3.0, 4.0]
+        assert {dict(s.labels)["instance"] for s in first} == {f"127.0.0.1:{port}", f"127.0.0.2:{port}"}
+        second = [s for s in await source.collect() if s.name == "agent_queue_length"]
+        assert [s.value for s in second] == [4.0]
+        real = DnsSource("localhost", port)
+        assert 3.0 in [s.value for s in await real.collect() if s.name == "agent_queue_length"]
+    finally:
+        for r in runners:
+            await r.cleanup()

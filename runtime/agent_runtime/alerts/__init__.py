@@ -4,7 +4,7 @@ The same typed `AlertRule`s that `components/promql.py` turns into a PrometheusR
 here against the gateway's own registry, a scraped `/metrics` page or a textfile. One module per
 concept:
 
-- `sources`: where samples come from (`RegistrySource`, `HttpSource`, `FileSource`);
+- `sources`: where samples come from (`RegistrySource`, `HttpSource`, `DnsSource`, `FileSource`);
 - `signals`: one object per alert signal, yielding both its PromQL and its in-process value
   (ratios and quantiles over the rule's window from counter increases remembered between
   evaluations, gauges as they are now);
@@ -42,7 +42,15 @@ if TYPE_CHECKING:
     from .notifier import Notification, Notifier
     from .rules import Alert, RuleEvaluator, fingerprint
     from .signals import SIGNALS, Signal, SignalComputer, histogram_quantile
-    from .sources import FileSource, HttpSource, RegistrySource, Sample, samples_from_registry, samples_from_text
+    from .sources import (
+        DnsSource,
+        FileSource,
+        HttpSource,
+        RegistrySource,
+        Sample,
+        samples_from_registry,
+        samples_from_text,
+    )
     from .templates import TemplateError, check_template, duration, expand
 
 _EXPORTS = {
@@ -61,6 +69,7 @@ _EXPORTS = {
     "Signal": "signals",
     "SignalComputer": "signals",
     "histogram_quantile": "signals",
+    "DnsSource": "sources",
     "FileSource": "sources",
     "HttpSource": "sources",
     "RegistrySource": "sources",
