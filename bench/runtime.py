@@ -463,6 +463,17 @@ def _wrk(url: str, conns: int, seconds: int) -> dict[str, float]:
     }
 
 
+def _nginx_conf(tmp: Path, name: str, http_body: str) -> str:
+    """One nginx process's config: everything it writes stays under `tmp`, named after `name`."""
+    return f"""user root root; worker_processes 1; daemon off; pid {tmp}/{name}.pid; error_log {tmp}/logs/{name}.err;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 10000000;
+  client_body_temp_path {tmp}/{name}-1; proxy_temp_path {tmp}/{name}-2; fastcgi_temp_path {tmp}/{name}-3;
+  uwsgi_temp_path {tmp}/{name}-4; scgi_temp_path {tmp}/{name}-5;
+  {http_body} }}
+"""
+
+
 def bench_proxies(tmp: Path, seconds: int, rounds: int = 3) -> dict[str, Any]:
     missing = [t for t in ("wrk", "nginx", "haproxy") if not shutil.which(t)]
     if missing:
@@ -470,24 +481,16 @@ def bench_proxies(tmp: Path, seconds: int, rounds: int = 3) -> dict[str, Any]:
     bport, hport, nport, gport, aport = (free_port() for _ in range(5))
     (tmp / "logs").mkdir(exist_ok=True)
     (tmp / "backend.conf").write_text(
-        f"""user root root; worker_processes 1; daemon off; pid {tmp}/backend.pid; error_log {tmp}/logs/b.err;
-events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 10000000;
-  client_body_temp_path {tmp}/b1; proxy_temp_path {tmp}/b2; fastcgi_temp_path {tmp}/b3;
-  uwsgi_temp_path {tmp}/b4; scgi_temp_path {tmp}/b5;
-  server {{ listen 127.0.0.1:{bport}; location / {{ return 200 "ok\\n"; }} }} }}
-"""
+        _nginx_conf(tmp, "backend", f"""server {{ listen 127.0.0.1:{bport}; location / {{ return 200 "ok\\n"; }} }}""")
     )
     (tmp / "proxy.conf").write_text(
-        f"""user root root; worker_processes 1; daemon off; pid {tmp}/proxy.pid; error_log {tmp}/logs/p.err;
-events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 10000000;
-  client_body_temp_path {tmp}/p1; proxy_temp_path {tmp}/p2; fastcgi_temp_path {tmp}/p3;
-  uwsgi_temp_path {tmp}/p4; scgi_temp_path {tmp}/p5;
-  upstream be {{ server 127.0.0.1:{bport}; keepalive 256; keepalive_requests 10000000; }}
+        _nginx_conf(
+            tmp,
+            "proxy",
+            f"""upstream be {{ server 127.0.0.1:{bport}; keepalive 256; keepalive_requests 10000000; }}
   server {{ listen 127.0.0.1:{nport};
-    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
-"""
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""",
+        )
     )
     (tmp / "haproxy.cfg").write_text(
         f"""global

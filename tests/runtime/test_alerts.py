@@ -33,20 +33,14 @@ from agent_runtime.alerts import (
 from agent_runtime.config import AlertingConfig, AlertRule
 from agent_runtime.metrics_signals import AgentQueueMetrics
 from tests.gateway_metrics import GatewayReplica
-from tests.runtime.conftest import Receiver
+from tests.runtime.conftest import FakeClock, Receiver
 
 
-class Clock:
-    """Manual time: tests step it, nothing sleeps to pass time."""
+class Clock(FakeClock):
+    """The fake clock at a realistic epoch: notifications carry its time as dates."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(start)
 
 
 def traffic(m: GatewayReplica, route: str, ok: int, errors: int = 0) -> None:
