@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up preview destroy test test-fast toolchain kube-toolchain s3-server system-deps schema bench clean
+.PHONY: up preview destroy lint test test-fast toolchain kube-toolchain s3-server system-deps schema bench clean
 
 $(STAMP): requirements.txt runtime/pyproject.toml bench/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,12 @@ preview: $(STAMP) toolchain
 destroy: $(STAMP) toolchain
 	$(PY) tools/engine.py destroy --stack local
 
-test: $(STAMP) toolchain kube-toolchain system-deps s3-server
+# Lint and type checks (configuration in pyproject.toml); `make test` runs them first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint $(STAMP) toolchain kube-toolchain system-deps s3-server
 	$(PY) -m pytest
 
 # Components, config, runtime and policies only: no engine, no API server.

@@ -46,7 +46,9 @@ def main(listen: int, upstream: int) -> None:
         loop_factory = uvloop.new_event_loop
     except ImportError:
         loop_factory = None
-    web.run_app(app, host="127.0.0.1", port=listen, access_log=None, print=None, loop=loop_factory() if loop_factory else None)
+    web.run_app(
+        app, host="127.0.0.1", port=listen, access_log=None, print=None, loop=loop_factory() if loop_factory else None
+    )
 
 
 if __name__ == "__main__":

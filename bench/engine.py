@@ -21,8 +21,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -132,14 +133,29 @@ def main(argv: list[str] | None = None) -> int:
             ours_times = _timed_preview(stack, ours, work, args.repeat)
             plain_stack = f"{stack}-plain"
             (work / "stacks" / f"Pulumi.{plain_stack}.yaml").write_text(stack_file.read_text())
-            plain_times = _timed_preview(plain_stack, plain_program(resources, work / "render-plain"), work, args.repeat)
+            plain = plain_program(resources, work / "render-plain")
+            plain_times = _timed_preview(plain_stack, plain, work, args.repeat)
             rows.append((label, len(resources), statistics.median(ours_times), statistics.median(plain_times)))
     print(f"pulumi preview, median of {args.repeat} (after one warm-up), render mode, file backend")
     print(f"{'program':<34} {'resources':>9} {'ours s':>8} {'plain s':>8} {'ratio':>6}")
     for label, count, ours_s, plain_s in rows:
         print(f"{label:<34} {count:>9} {ours_s:>8.2f} {plain_s:>8.2f} {ours_s / plain_s:>6.2f}")
-    print(json.dumps({"engine": [{"program": r[0], "resources": r[1], "ours_s": round(r[2], 3),
-                                  "plain_s": round(r[3], 3), "ratio": round(r[2] / r[3], 3)} for r in rows]}))
+    print(
+        json.dumps(
+            {
+                "engine": [
+                    {
+                        "program": r[0],
+                        "resources": r[1],
+                        "ours_s": round(r[2], 3),
+                        "plain_s": round(r[3], 3),
+                        "ratio": round(r[2] / r[3], 3),
+                    }
+                    for r in rows
+                ]
+            }
+        )
+    )
     return 0
 
 

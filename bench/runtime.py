@@ -332,7 +332,7 @@ async def _open_loop(url: str, rate: float, seconds: float, hash_keys: bool) -> 
                     await r.read()
                     if r.status == 200:
                         ok += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             lat.append(time.perf_counter() - at)
 
@@ -367,7 +367,8 @@ def _scrape(port: int) -> dict[str, float]:
     out["requests"] = sum(
         float(v) for v in re.findall(r'^agent_gateway_requests_total{[^}]*route="bench"[^}]*} ([0-9.e+]+)$', text, re.M)
     )
-    out["ejections"] = sum(float(v) for v in re.findall(r"^agent_gateway_ejections_total{[^}]*} ([0-9.e+]+)$", text, re.M))
+    ejections = re.findall(r"^agent_gateway_ejections_total{[^}]*} ([0-9.e+]+)$", text, re.M)
+    out["ejections"] = sum(float(v) for v in ejections)
     return out
 
 
@@ -377,7 +378,10 @@ def bench_quality(tmp: Path, seconds: float, rate: float, strategies: tuple[str,
     ports = [free_port() for _ in range(11)]
     backends = subprocess.Popen(
         pinned([PY, "-m", "bench.runtime", "_backends", *map(str, ports)], 1),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        text=True,
     )
     results: dict[str, Any] = {}
     try:
@@ -420,8 +424,7 @@ def bench_quality(tmp: Path, seconds: float, rate: float, strategies: tuple[str,
                     # Finagle budget: 20 % of requests + 10/s reserve over the 10 s ttl.
                     "retry_budget_allowance": int(0.2 * total + 10 * min(seconds, 10.0)),
                     "budget_exhausted": int(
-                        after["agent_retry_budget_exhausted_total"]
-                        - before["agent_retry_budget_exhausted_total"]
+                        after["agent_retry_budget_exhausted_total"] - before["agent_retry_budget_exhausted_total"]
                     ),
                     "ejections": int(after["ejections"] - before["ejections"]),
                 }
@@ -429,7 +432,7 @@ def bench_quality(tmp: Path, seconds: float, rate: float, strategies: tuple[str,
                 log(f"  quality {strategy:22s} {scenario:17s} {json.dumps(res)}")
     finally:
         _stop(backends)
-    for strategy, scen in results.items():
+    for scen in results.values():
         healthy = scen["healthy"]["p999_ms"]
         stall = scen["one_stalling_2s"]["p999_ms"]
         scen["stall_p999_vs_healthy_p999"] = round(stall / healthy, 3) if healthy else None
@@ -451,8 +454,24 @@ def _wrk(url: str, conns: int, seconds: int) -> dict[str, float]:
         lat[pct] = float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
-    return {"rps": rps, "p50_s": lat["50"], "p99_s": lat["99"], "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
-            "socket_errors": errors.group(0) if errors else ""}
+    return {
+        "rps": rps,
+        "p50_s": lat["50"],
+        "p99_s": lat["99"],
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": errors.group(0) if errors else "",
+    }
+
+
+def _nginx_conf(tmp: Path, name: str, http_body: str) -> str:
+    """One nginx process's config: everything it writes stays under `tmp`, named after `name`."""
+    return f"""user root root; worker_processes 1; daemon off; pid {tmp}/{name}.pid; error_log {tmp}/logs/{name}.err;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 10000000;
+  client_body_temp_path {tmp}/{name}-1; proxy_temp_path {tmp}/{name}-2; fastcgi_temp_path {tmp}/{name}-3;
+  uwsgi_temp_path {tmp}/{name}-4; scgi_temp_path {tmp}/{name}-5;
+  {http_body} }}
+"""
 
 
 def bench_proxies(tmp: Path, seconds: int, rounds: int = 3) -> dict[str, Any]:
@@ -462,22 +481,16 @@ def bench_proxies(tmp: Path, seconds: int, rounds: int = 3) -> dict[str, Any]:
     bport, hport, nport, gport, aport = (free_port() for _ in range(5))
     (tmp / "logs").mkdir(exist_ok=True)
     (tmp / "backend.conf").write_text(
-        f"""user root root; worker_processes 1; daemon off; pid {tmp}/backend.pid; error_log {tmp}/logs/b.err;
-events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 10000000;
-  client_body_temp_path {tmp}/b1; proxy_temp_path {tmp}/b2; fastcgi_temp_path {tmp}/b3; uwsgi_temp_path {tmp}/b4; scgi_temp_path {tmp}/b5;
-  server {{ listen 127.0.0.1:{bport}; location / {{ return 200 "ok\\n"; }} }} }}
-"""
+        _nginx_conf(tmp, "backend", f"""server {{ listen 127.0.0.1:{bport}; location / {{ return 200 "ok\\n"; }} }}""")
     )
     (tmp / "proxy.conf").write_text(
-        f"""user root root; worker_processes 1; daemon off; pid {tmp}/proxy.pid; error_log {tmp}/logs/p.err;
-events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 10000000;
-  client_body_temp_path {tmp}/p1; proxy_temp_path {tmp}/p2; fastcgi_temp_path {tmp}/p3; uwsgi_temp_path {tmp}/p4; scgi_temp_path {tmp}/p5;
-  upstream be {{ server 127.0.0.1:{bport}; keepalive 256; keepalive_requests 10000000; }}
+        _nginx_conf(
+            tmp,
+            "proxy",
+            f"""upstream be {{ server 127.0.0.1:{bport}; keepalive 256; keepalive_requests 10000000; }}
   server {{ listen 127.0.0.1:{nport};
-    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
-"""
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""",
+        )
     )
     (tmp / "haproxy.cfg").write_text(
         f"""global
@@ -497,22 +510,22 @@ backend be
   server s1 127.0.0.1:{bport}
 """
     )
+
+    def _quiet(args: list[str], core: int) -> subprocess.Popen:
+        return subprocess.Popen(pinned(args, core), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     procs: list[subprocess.Popen] = []
     results: dict[str, Any] = {}
     try:
-        procs.append(subprocess.Popen(pinned(["nginx", "-p", str(tmp), "-c", str(tmp / "backend.conf")], 1),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(_quiet(["nginx", "-p", str(tmp), "-c", str(tmp / "backend.conf")], 1))
         _wait_http(f"http://127.0.0.1:{bport}/")
-        procs.append(subprocess.Popen(pinned(["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], 0),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs.append(subprocess.Popen(pinned(["nginx", "-p", str(tmp), "-c", str(tmp / "proxy.conf")], 0),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(_quiet(["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], 0))
+        procs.append(_quiet(["nginx", "-p", str(tmp), "-c", str(tmp / "proxy.conf")], 0))
         cfg = _gateway_config(gport, [bport])
         cfg["routes"][0]["health_check"] = {"path": "/healthz"}
         procs.append(_start_gateway(cfg, tmp, core=0))
         # The framework's floor: a bare aiohttp proxy on the same core, same backend.
-        procs.append(subprocess.Popen(pinned([PY, str(Path(__file__).parent / "_aiohttp_proxy.py"), str(aport), str(bport)], 0),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(_quiet([PY, str(Path(__file__).parent / "_aiohttp_proxy.py"), str(aport), str(bport)], 0))
         _wait_http(f"http://127.0.0.1:{aport}/")
         _wait_http(f"http://127.0.0.1:{hport}/")
         _wait_http(f"http://127.0.0.1:{nport}/")
@@ -526,9 +539,14 @@ backend be
                 url = f"http://127.0.0.1:{port}/"
                 thr = _wrk(url, 64, seconds)
                 lat = _wrk(url, 1, max(2, seconds // 2))
-                cur = {"rps_c64": round(thr["rps"]), "p50_c64_ms": round(thr["p50_s"] * 1e3, 3),
-                       "p99_c64_ms": round(thr["p99_s"] * 1e3, 3), "p50_c1_us": round(lat["p50_s"] * 1e6, 1),
-                       "non2xx": thr["non2xx"] + lat["non2xx"], "socket_errors": thr["socket_errors"]}
+                cur = {
+                    "rps_c64": round(thr["rps"]),
+                    "p50_c64_ms": round(thr["p50_s"] * 1e3, 3),
+                    "p99_c64_ms": round(thr["p99_s"] * 1e3, 3),
+                    "p50_c1_us": round(lat["p50_s"] * 1e6, 1),
+                    "non2xx": thr["non2xx"] + lat["non2xx"],
+                    "socket_errors": thr["socket_errors"],
+                }
                 log(f"  proxy round {rnd + 1} {name:14s} {json.dumps(cur)}")
                 b = best.setdefault(name, dict(cur))
                 if cur["rps_c64"] > b["rps_c64"]:

@@ -28,14 +28,10 @@ class AgentCluster(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         environment: str,
         skip_await: bool = False,
-        keda: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if spec.autoscaling and spec.autoscaling.queue and spec.autoscaling.queue.source == "keda" and not keda:
-            raise ValueError(
-                f"cluster {spec.name!r}: autoscaling.queue.source is 'keda' but the stack does not "
-                "set kubernetes.keda_installed"
-            )
+        """`spec` is validated with the stack (components/config.py), including that a KEDA queue
+        source needs `kubernetes.keda_installed`; nothing here checks it again."""
         super().__init__("agent-platform:index:AgentCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.selector = L.selector_labels(spec.name, "agent")
@@ -101,7 +97,9 @@ class AgentCluster(pulumi.ComponentResource):
                 ),
             },
             # The HPA owns the replica count once it exists; don't fight it on every `up`.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account], ignore_changes=["spec.replicas"] if spec.autoscaling else None),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[account], ignore_changes=["spec.replicas"] if spec.autoscaling else None
+            ),
         )
         ports = [{"name": "http", "port": spec.port, "targetPort": "http", "protocol": "TCP"}]
         service = k8s.core.v1.Service(
@@ -112,8 +110,10 @@ class AgentCluster(pulumi.ComponentResource):
         )
         headless = k8s.core.v1.Service(
             f"{name}-headless",
-            metadata={**meta(L.headless_service_name(spec.name), await_annotations),
-                      "labels": {**pod_labels, L.HEADLESS: "true"}},
+            metadata={
+                **meta(L.headless_service_name(spec.name), await_annotations),
+                "labels": {**pod_labels, L.HEADLESS: "true"},
+            },
             spec={
                 "clusterIP": "None",
                 "selector": self.selector,
@@ -123,7 +123,8 @@ class AgentCluster(pulumi.ComponentResource):
             },
             opts=child,
         )
-        if spec.autoscaling is not None and spec.autoscaling.queue and spec.autoscaling.queue.source == "keda":
+        autoscaling = spec.autoscaling
+        if autoscaling is not None and autoscaling.queue and autoscaling.queue.source == "keda":
             k8s.apiextensions.CustomResource(
                 f"{name}-scaledobject",
                 api_version="keda.sh/v1alpha1",
@@ -131,20 +132,20 @@ class AgentCluster(pulumi.ComponentResource):
                 metadata=meta(spec.name),
                 spec={
                     "scaleTargetRef": {"name": deployment.metadata["name"]},
-                    "minReplicaCount": spec.autoscaling.min_instances,
-                    "maxReplicaCount": spec.autoscaling.max_instances,
-                    "advanced": {"horizontalPodAutoscalerConfig": {"behavior": hpa_behavior(spec.autoscaling)}},
+                    "minReplicaCount": autoscaling.min_instances,
+                    "maxReplicaCount": autoscaling.max_instances,
+                    "advanced": {"horizontalPodAutoscalerConfig": {"behavior": hpa_behavior(autoscaling)}},
                     "triggers": pulumi.Output.from_input(namespace).apply(
-                        lambda ns: keda_triggers(spec.autoscaling, spec.name, ns)
+                        lambda ns: keda_triggers(autoscaling, spec.name, ns)
                     ),
                 },
                 opts=child,
             )
-        elif spec.autoscaling is not None:
+        elif autoscaling is not None:
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{name}-hpa",
                 metadata=meta(spec.name),
-                spec=hpa_spec(spec.autoscaling, deployment.metadata["name"], spec.name),
+                spec=hpa_spec(autoscaling, deployment.metadata["name"], spec.name),
                 opts=child,
             )
         k8s.policy.v1.PodDisruptionBudget(
@@ -156,9 +157,10 @@ class AgentCluster(pulumi.ComponentResource):
         self.deployment_name = deployment.metadata["name"]
         self.service_name = service.metadata["name"]
         self.headless_service_name = headless.metadata["name"]
-        self.register_outputs({
-            "deployment_name": self.deployment_name,
-            "service_name": self.service_name,
-            "headless_service_name": self.headless_service_name,
-        })
-
+        self.register_outputs(
+            {
+                "deployment_name": self.deployment_name,
+                "service_name": self.service_name,
+                "headless_service_name": self.headless_service_name,
+            }
+        )

@@ -14,7 +14,8 @@ import pulumi_kubernetes as k8s
 from agent_runtime.config import BackupConfig, BackupSource, BackupTarget
 from components import labels as L
 from components import workload
-from components.config import PlatformConfig, ResourceSpec, Resources
+from components.config import PlatformConfig, Resources, ResourceSpec
+from components.errors import ResourceError
 
 CONFIG_DIR = "/etc/agent-backup"
 CONFIG_FILE = "backup.json"
@@ -59,10 +60,14 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 
 def _env(source: BackupSource | None, target: BackupTarget) -> list[dict[str, Any]]:
     # The namespace goes into the Pushgateway grouping key, so stacks sharing one never collide.
-    env: list[dict[str, Any]] = [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    ]
     if target.kind == "s3":
         assert target.credentials_secret and target.encryption_secret
-        env += [_secret_env(key, target.credentials_secret, key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+        env += [
+            _secret_env(key, target.credentials_secret, key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
         env.append(_secret_env("RESTIC_PASSWORD", target.encryption_secret, "RESTIC_PASSWORD"))
     if source is None or source.kind != "postgres" or not source.password_secret:
         return env
@@ -84,10 +89,11 @@ class Backup(pulumi.ComponentResource):
         image: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        # That an enabled backup has sources, uniquely named, is the stack config's to check.
         backup = config.backup
-        if not backup.enabled or not backup.sources:
-            raise ValueError("backup.enabled needs at least one entry in backup.sources")
         super().__init__("agent-platform:index:Backup", name, None, opts)
+        if not backup.enabled:
+            raise ResourceError("backup.enabled is false: build a Backup only for a stack that backs up", self)
         child = pulumi.ResourceOptions(parent=self)
         environment = config.environment
         await_annotations = {L.SKIP_AWAIT: "true"} if config.kubernetes.skip_await else {}
@@ -108,8 +114,12 @@ class Backup(pulumi.ComponentResource):
         )
         target_volume = self._target_volume(name, backup, meta, child)
 
-        def pod(command: str, source: BackupSource | None, extra_containers: list[dict] | None = None,
-                init_containers: list[dict] | None = None) -> dict[str, Any]:
+        def pod(
+            command: str,
+            source: BackupSource | None,
+            extra_containers: list[dict] | None = None,
+            init_containers: list[dict] | None = None,
+        ) -> dict[str, Any]:
             mounts = [{"name": "settings", "mountPath": CONFIG_DIR, "readOnly": True}]
             volumes: list[dict[str, Any]] = [{"name": "settings", "configMap": {"name": settings.metadata["name"]}}]
             if target_volume is not None:
@@ -123,8 +133,12 @@ class Backup(pulumi.ComponentResource):
                 mounts.append({"name": "source", "mountPath": SOURCE_DIR, "readOnly": command == "backup"})
                 volumes.append({"name": "source", "persistentVolumeClaim": {"claimName": source.claim_name}})
             container = workload.job_container(
-                name=command, image=image, spec=JOB_RESOURCES, args=backup_args(command, source, backup.pushgateway_url),
-                env=_env(source, backup.target), volume_mounts=mounts,
+                name=command,
+                image=image,
+                spec=JOB_RESOURCES,
+                args=backup_args(command, source, backup.pushgateway_url),
+                env=_env(source, backup.target),
+                volume_mounts=mounts,
             )
             return workload.job_pod_spec([container, *(extra_containers or [])], volumes, init_containers)
 
@@ -161,7 +175,9 @@ class Backup(pulumi.ComponentResource):
         self.register_outputs({"schedules": self.schedules})
 
     @staticmethod
-    def _target_volume(name: str, backup: BackupConfig, meta, opts: pulumi.ResourceOptions) -> pulumi.Output[str] | None:
+    def _target_volume(
+        name: str, backup: BackupConfig, meta, opts: pulumi.ResourceOptions
+    ) -> pulumi.Output[str] | None:
         target = backup.target
         if target.kind != "pvc":
             return None
@@ -284,8 +300,7 @@ def _scratch_postgres() -> dict[str, Any]:
         "name": "scratch-postgres",
         "image": SCRATCH_POSTGRES_IMAGE,
         "restartPolicy": "Always",
-        "env": [{"name": "POSTGRES_HOST_AUTH_METHOD", "value": "trust"},
-                {"name": "PGDATA", "value": "/tmp/pgdata"}],
+        "env": [{"name": "POSTGRES_HOST_AUTH_METHOD", "value": "trust"}, {"name": "PGDATA", "value": "/tmp/pgdata"}],
         "ports": [{"containerPort": 5432, "name": "postgres"}],
         "resources": workload.resources(JOB_RESOURCES),
         "securityContext": {**workload.container_security_context(), "runAsUser": 999, "runAsGroup": 999},

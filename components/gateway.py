@@ -11,6 +11,7 @@ from agent_runtime.config import RuntimeConfig
 from components import labels as L
 from components import workload
 from components.config import GatewaySpec
+from components.errors import ResourceError
 from components.scaling import hpa_spec
 
 CONFIG_DIR = "/etc/agent-runtime"
@@ -47,16 +48,17 @@ class Gateway(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`image` overrides `spec.image` with an image built in the same stack."""
-        if runtime.gateway.port != spec.port:
-            raise ValueError(f"runtime gateway.port ({runtime.gateway.port}) must equal gateway.port ({spec.port})")
         super().__init__("agent-platform:index:Gateway", name, None, opts)
+        if runtime.gateway.port != spec.port:
+            raise ResourceError(
+                f"runtime gateway.port ({runtime.gateway.port}) must equal gateway.port ({spec.port})", self
+            )
         child = pulumi.ResourceOptions(parent=self)
         self.selector = L.gateway_selector()
         pod_labels = L.standard_labels("gateway", "gateway", environment, L.image_version(spec.image))
         await_annotations = {L.SKIP_AWAIT: "true"} if skip_await else {}
         # The longest request the gateway may be serving when told to stop.
-        max_run_seconds = int(max([spec.default_deadline_seconds,
-                                   *(r.deadline_seconds or 0 for r in runtime.routes)]))
+        max_run_seconds = int(max([spec.default_deadline_seconds, *(r.deadline_seconds or 0 for r in runtime.routes)]))
 
         def meta(resource_name: str | None, extra: dict[str, str] | None = None) -> dict:
             return {
@@ -105,16 +107,20 @@ class Gateway(pulumi.ComponentResource):
                 "template": workload.pod_template(
                     labels=pod_labels,
                     selector=self.selector,
-                    annotations={L.MAX_RUN_SECONDS: str(max_run_seconds), "prometheus.io/scrape": "true",
-                                 "prometheus.io/port": str(admin_port)},
+                    annotations={
+                        L.MAX_RUN_SECONDS: str(max_run_seconds),
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(admin_port),
+                    },
                     service_account="gateway",
                     containers=[container],
                     max_run_seconds=max_run_seconds,
                     volumes=[{"name": "runtime-config", "configMap": {"name": config_map.metadata["name"]}}],
                 ),
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account],
-                                        ignore_changes=["spec.replicas"] if spec.autoscaling else None),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[account], ignore_changes=["spec.replicas"] if spec.autoscaling else None
+            ),
         )
         service = k8s.core.v1.Service(
             f"{name}-service",
@@ -148,8 +154,10 @@ class Gateway(pulumi.ComponentResource):
         self.url = pulumi.Output.all(service.metadata["name"], namespace).apply(
             lambda args: f"http://{args[0]}.{args[1]}.svc.cluster.local"
         )
-        self.register_outputs({
-            "service_name": self.service_name,
-            "url": self.url,
-            "config_map_name": self.config_map_name,
-        })
+        self.register_outputs(
+            {
+                "service_name": self.service_name,
+                "url": self.url,
+                "config_map_name": self.config_map_name,
+            }
+        )

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import ImageBuildConfig
+from components.errors import ResourceError
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 
@@ -22,9 +23,9 @@ class RuntimeImage(pulumi.ComponentResource):
     image_ref: pulumi.Output[str]
 
     def __init__(self, name: str, spec: ImageBuildConfig, opts: pulumi.ResourceOptions | None = None) -> None:
-        if spec.tag in ("", "latest"):
-            raise ValueError(f"image_build.tag ({spec.tag!r}) must name a version, never 'latest'")
         super().__init__("agent-platform:index:RuntimeImage", name, None, opts)
+        if spec.tag in ("", "latest"):
+            raise ResourceError(f"image_build.tag ({spec.tag!r}) must name a version, never 'latest'", self)
         image = docker.Image(
             f"{name}-image",
             image_name=f"{spec.repository}:{spec.tag}",

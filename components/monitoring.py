@@ -12,8 +12,9 @@ import pulumi_kubernetes as k8s
 
 from agent_runtime.config import AlertRule
 from components import labels as L
-from components.gateway import ADMIN_PORT_NAME
 from components.config import PlatformConfig
+from components.errors import ResourceError
+from components.gateway import ADMIN_PORT_NAME
 from components.monitoring_rules import prometheus_rule_groups, render_dashboard
 from components.promql import effective_rules
 
@@ -45,9 +46,9 @@ class Monitoring(pulumi.ComponentResource):
         selectors: dict[str, dict[str, str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if config.monitoring.mode != "prometheus-operator":
-            raise ValueError("Monitoring resources need monitoring.mode: prometheus-operator")
         super().__init__("agent-platform:index:Monitoring", name, None, opts)
+        if config.monitoring.mode != "prometheus-operator":
+            raise ResourceError("Monitoring resources need monitoring.mode: prometheus-operator", self)
         child = pulumi.ResourceOptions(parent=self)
         monitoring = config.monitoring
         base_labels = L.standard_labels("monitoring", "monitoring", config.environment)

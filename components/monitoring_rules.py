@@ -23,11 +23,11 @@ from agent_runtime.metrics_signals import (
     DRILL_RTO,
     QUEUE_LENGTH,
     QUEUE_OLDEST_AGE,
+    REQUESTS_TOTAL,
     RETRIES_TOTAL,
     RETRY_BUDGET_EXHAUSTED_TOTAL,
-    REQUESTS_TOTAL,
 )
-from components.promql import selector, effective_rules, rule_groups, signal_expr
+from components.promql import effective_rules, rule_groups, selector, signal_expr
 
 __all__ = ["dashboard_json", "prometheus_rule_groups", "render_dashboard"]
 

@@ -180,7 +180,6 @@ class Platform(pulumi.ComponentResource):
                 namespace=ns,
                 environment=env,
                 skip_await=skip_await,
-                keda=config.kubernetes.keda_installed,
                 opts=in_ns,
             )
             for cluster in config.clusters

@@ -35,15 +35,14 @@ def program() -> None:
     except StackConfigError as exc:
         # RunError ends the program with this message alone: no traceback for a config mistake.
         raise pulumi.RunError(str(exc)) from None
-    try:
-        platform = Platform(
-            "agents",
-            config,
-            opts=pulumi.ResourceOptions(providers={"kubernetes": provider(config)}),
-        )
-    except ValueError as exc:
-        # A component refusing a combination the stack file asked for: the user's to fix.
-        raise pulumi.RunError(f"stacks/Pulumi.{config.stack}.yaml: {exc}") from None
+    # No except here: a component refusing its own input raises components.errors.ResourceError
+    # (a RunError naming the component, no traceback); any other exception is a bug, and its
+    # traceback is the report, never blamed on the stack file.
+    platform = Platform(
+        "agents",
+        config,
+        opts=pulumi.ResourceOptions(providers={"kubernetes": provider(config)}),
+    )
     pulumi.export("environment", config.environment)
     pulumi.export("namespace", platform.namespace)
     pulumi.export("gateway_url", platform.gateway_url)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
+
 from components.config import DisruptionBudget, ResourceSpec
 
 RUN_AS_USER = 10001
@@ -111,7 +113,7 @@ def pdb_spec(budget: DisruptionBudget, selector: dict[str, str]) -> dict[str, An
 def container(
     *,
     name: str,
-    image: str,
+    image: pulumi.Input[str],
     port: int,
     spec: ResourceSpec,
     max_run_seconds: int,
@@ -175,7 +177,7 @@ def env_list(plain: dict[str, str], from_secrets: dict[str, str]) -> list[dict[s
 def job_container(
     *,
     name: str,
-    image: Any,
+    image: pulumi.Input[str],
     spec: ResourceSpec,
     args: list[str],
     env: list[dict[str, Any]],

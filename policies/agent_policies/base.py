@@ -9,8 +9,9 @@ directly with fake args.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 from pulumi_policy import (
     ResourceValidationPolicy,
@@ -58,7 +59,7 @@ class StackContext:
     def exempt(self, obj: K8sObject) -> bool:
         return is_exempt(self.settings, obj.identities())
 
-    def report(self, obj: Optional[K8sObject], message: str) -> None:
+    def report(self, obj: K8sObject | None, message: str) -> None:
         self.reported.append(message)
         if obj is not None and obj.urn:
             self._report_violation(message, obj.urn)

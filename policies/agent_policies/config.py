@@ -14,7 +14,8 @@ the JSON schema so `pulumi` shows and validates them.
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pulumi_policy import PolicyConfigSchema
 

@@ -9,9 +9,9 @@ value that only exists after `pulumi up`. A key that is absent is absent: that i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any
 
 try:  # private in pulumi_policy, but they are the proxies the analyzer hands us.
     from pulumi_policy.proxy import _DictProxy, _ListProxy
@@ -48,9 +48,9 @@ _SENTINELS = frozenset(
 class _Unknown:
     """A value Pulumi does not know yet (during preview). Deliberately neither truthy nor falsy."""
 
-    _instance: Optional["_Unknown"] = None
+    _instance: _Unknown | None = None
 
-    def __new__(cls) -> "_Unknown":
+    def __new__(cls) -> _Unknown:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -203,7 +203,7 @@ class K8sObject:
     props: Any  # plain() properties
 
     @classmethod
-    def of(cls, resource: Any) -> "K8sObject":
+    def of(cls, resource: Any) -> K8sObject:
         """From a ResourceValidationArgs or a PolicyResource (same attribute names)."""
         return cls(
             resource_type=str(resource.resource_type),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 from pulumi_policy import Severity
 
@@ -122,7 +122,7 @@ pod_security_restricted = resource_policy(
 )
 
 
-def split_image(image: str) -> tuple[str, Optional[str], Optional[str]]:
+def split_image(image: str) -> tuple[str, str | None, str | None]:
     """(repository, tag, digest) of an image reference; tag/digest None when absent."""
     digest = None
     if "@" in image:
@@ -134,7 +134,7 @@ def split_image(image: str) -> tuple[str, Optional[str], Optional[str]]:
     return image, None, digest
 
 
-def _pinning_problem(image: str) -> Optional[str]:
+def _pinning_problem(image: str) -> str | None:
     _, tag, digest = split_image(image)
     if digest is not None:
         if digest.startswith("sha256:") and len(digest) > len("sha256:"):
@@ -352,7 +352,7 @@ def validate_no_plaintext_secrets(obj: K8sObject, settings: dict, report: Report
                     continue  # valueFrom (secretKeyRef, configMapKeyRef, fieldRef) is fine
                 name, value = var.get("name"), var.get("value")
                 findings = secret_findings(name if isinstance(name, str) else "", value)
-                if findings:
+                if findings and isinstance(value, str):  # findings imply a str value
                     report(
                         f"{obj.display}: {container.display} env var '{name}' holds {' and '.join(findings)} "
                         f"({redact(value)}) in plaintext. Fix: {SECRETS_HINT}."

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Optional
+from typing import Any
 
 from pulumi_policy import Severity
 
@@ -148,7 +148,7 @@ production_replicas = stack_policy(
 
 # --- production-pdb --------------------------------------------------------------------------
 
-def _int_or_percent(value: Any) -> Optional[tuple[str, float]]:
+def _int_or_percent(value: Any) -> tuple[str, float] | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):

@@ -62,6 +62,12 @@ class CircuitBreaker:
     ``cb.on_error(seconds, permit)``, or ``cb.release(permit)`` when it was abandoned unfinished.
     """
 
+    # Set by _reset_window: a count-based window is a ring of outcomes (`_ring`, `_pos`), a
+    # time-based one per-second buckets starting at `_cur_sec` (and `_ring` None).
+    _ring: list[int] | None
+    _pos: int
+    _cur_sec: int
+
     def __init__(
         self,
         config: BreakerConfig | None = None,
@@ -137,12 +143,9 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call `fn(*args, **kwargs)` through the breaker; raises CallNotPermittedError if open."""
-        if self._state is CLOSED:
-            permit = self._gen
-        else:
-            permit = self._acquire_slow()
-            if permit is None:
-                raise CallNotPermittedError(self)
+        permit = self._gen if self._state is CLOSED else self._acquire_slow()
+        if permit is None:
+            raise CallNotPermittedError(self)
         clock = self._clock
         start = clock()
         try:
@@ -168,12 +171,9 @@ class CircuitBreaker:
 
     async def acall(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Await `fn(*args, **kwargs)` through the breaker; a cancelled call counts for nothing."""
-        if self._state is CLOSED:
-            permit = self._gen
-        else:
-            permit = self._acquire_slow()
-            if permit is None:
-                raise CallNotPermittedError(self)
+        permit = self._gen if self._state is CLOSED else self._acquire_slow()
+        if permit is None:
+            raise CallNotPermittedError(self)
         clock = self._clock
         start = clock()
         try:
@@ -280,6 +280,7 @@ class CircuitBreaker:
             else:
                 # Ring buffer with running totals: replace the oldest outcome.
                 ring = self._ring
+                assert ring is not None, "a count-based window always has its ring"
                 i = self._pos
                 old = ring[i]
                 ring[i] = code
@@ -369,7 +370,7 @@ class CircuitBreaker:
             self._b_fails = [0] * self._size
             self._b_slows = [0] * self._size
             self._cur_sec = int(self._clock())
-            self._ring: list[int] | None = None
+            self._ring = None
         else:
             self._ring = [-1] * self._size
             self._pos = 0

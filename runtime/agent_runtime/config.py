@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -263,7 +263,9 @@ class GatewayConfig(Model):
     @model_validator(mode="after")
     def _admin_apart(self) -> GatewayConfig:
         if self.admin_port and self.admin_port == self.port:
-            raise ValueError("`admin_port` must differ from `port`: the admin endpoints never share the routes' listener")
+            raise ValueError(
+                "`admin_port` must differ from `port`: the admin endpoints never share the routes' listener"
+            )
         return self
 
 
@@ -397,8 +399,10 @@ class BackupSource(Model):
             if missing:
                 raise ValueError(f"postgres source needs {', '.join(missing)}")
             # PostgreSQL silently truncates longer names (NAMEDATALEN - 1), possibly onto another database.
-            if len(self.database.encode()) > 63:
-                raise ValueError(f"database {self.database!r} is {len(self.database.encode())} bytes; PostgreSQL allows 63")
+            if self.database is not None and len(self.database.encode()) > 63:
+                raise ValueError(
+                    f"database {self.database!r} is {len(self.database.encode())} bytes; PostgreSQL allows 63"
+                )
         if self.kind == "files" and not self.claim_name:
             raise ValueError("files source needs claim_name (the PersistentVolumeClaim to read)")
         if self.kind != "postgres" and self.wal_archiving.enabled:
@@ -430,7 +434,9 @@ class BackupTarget(Model):
     @model_validator(mode="after")
     def _complete(self) -> BackupTarget:
         if self.kind == "s3":
-            missing = [f for f in ("endpoint", "bucket", "credentials_secret", "encryption_secret") if not getattr(self, f)]
+            missing = [
+                f for f in ("endpoint", "bucket", "credentials_secret", "encryption_secret") if not getattr(self, f)
+            ]
             if missing:
                 raise ValueError(f"s3 target needs {', '.join(missing)}")
             assert self.endpoint

@@ -101,7 +101,7 @@ class _RequestCollector:
                 counts.add_metric([name, endpoint, str(status)], n)
             cumulative = 0
             buckets = []
-            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), rec.buckets):
+            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), rec.buckets, strict=True):
                 cumulative += n
                 buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
             latency.add_metric([name], buckets, rec.total)
@@ -164,14 +164,16 @@ healthy_endpoints = Gauge(
 )
 in_flight = Gauge("agent_gateway_in_flight", "Requests in flight in the gateway.", registry=REGISTRY)
 shed = Counter("agent_gateway_shed", "Requests shed with 503 because of overload.", registry=REGISTRY)
-tunnels = Counter("agent_gateway_tunnels", "Upgrade (WebSocket) tunnels opened, by route.", ["route"], registry=REGISTRY)
-tunnels_open = Gauge("agent_gateway_tunnels_open", "Upgrade (WebSocket) tunnels open now.", ["route"], registry=REGISTRY)
+tunnels = Counter(
+    "agent_gateway_tunnels", "Upgrade (WebSocket) tunnels opened, by route.", ["route"], registry=REGISTRY
+)
+tunnels_open = Gauge(
+    "agent_gateway_tunnels_open", "Upgrade (WebSocket) tunnels open now.", ["route"], registry=REGISTRY
+)
 route_ready = Gauge(
     "agent_gateway_route_ready", "1 when the route has endpoints to send to, 0 when not.", ["route"], registry=REGISTRY
 )
-config_reloads = Counter(
-    "agent_gateway_config_reloads", "Config reloads, by result.", ["result"], registry=REGISTRY
-)
+config_reloads = Counter("agent_gateway_config_reloads", "Config reloads, by result.", ["result"], registry=REGISTRY)
 
 
 # The values the endpoint-labelled series can take besides route and endpoint, so a removed

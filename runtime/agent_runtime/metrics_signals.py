@@ -75,5 +75,8 @@ class AgentQueueMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.length = Gauge(QUEUE_LENGTH, "Work items waiting.", ("cluster",), registry=self.registry)
         self.oldest_age = Gauge(
-            QUEUE_OLDEST_AGE, "Age of the oldest waiting work item (0 when empty).", ("cluster",), registry=self.registry
+            QUEUE_OLDEST_AGE,
+            "Age of the oldest waiting work item (0 when empty).",
+            ("cluster",),
+            registry=self.registry,
         )

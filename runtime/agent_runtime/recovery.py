@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from .config import BackupConfig, BackupSource, ConfigError, load_json_config
 from .metrics_signals import BACKUP_LAST_SUCCESS, DRILL_LAST_SUCCESS, DRILL_RPO, DRILL_RTO
 from .recovery_files import (

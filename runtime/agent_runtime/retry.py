@@ -255,21 +255,21 @@ class RetryPolicy:
             except Exception as exc:
                 first = exc
         n = 0
-        exc = first
+        error = first
         while True:
-            if not self._retryable(exc, idempotent):
-                raise exc
+            if not self._retryable(error, idempotent):
+                raise error
             delay = self.plan_retry(n, deadline)
             if delay is None:
-                raise exc
+                raise error
             await self._async_sleep(delay)
             n += 1
             try:
                 if deadline is None:
                     return await fn(*args, **kwargs)
                 return await self._bounded(fn, args, kwargs, deadline)
-            except Exception as e:
-                exc = e
+            except Exception as exc:
+                error = exc
 
     async def _bounded(self, fn: Callable[..., Awaitable[T]], args: Any, kwargs: dict, deadline: float) -> T:
         remaining = deadline - self._clock()

@@ -26,8 +26,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -211,7 +211,7 @@ class _Processes:
 
     def stop_all(self) -> None:
         """SIGTERM each process group (newest first), SIGKILL what lingers, verify none is left."""
-        for name, proc in reversed(list(self.procs.items())):
+        for proc in reversed(list(self.procs.values())):
             _signal_group(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=15)

@@ -11,12 +11,11 @@ of a stack whose restore drill never ran, and a deploy with a mandatory violatio
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -125,15 +124,27 @@ def test_promote_dev_to_staging_changes_exactly_the_travelling_fields(pipeline, 
     proc = pipeline.run("promote", "dev", "staging")
     assert proc.returncode == 0, _explain(proc)
     assert "written to stacks/Pulumi.staging.yaml" in proc.report
-    assert "| `clusters.workers.image` | `ghcr.io/acme/agents/worker:0.4.2` | `ghcr.io/acme/agents/worker:0.5.0-rc.1` |" in proc.report
+    assert (
+        "| `clusters.workers.image` | `ghcr.io/acme/agents/worker:0.4.2` | `ghcr.io/acme/agents/worker:0.5.0-rc.1` |"
+        in proc.report
+    )
 
-    changed = [line for line in difflib.unified_diff(before_text.splitlines(), pipeline.text("staging").splitlines(),
-                                                     lineterm="", n=0) if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    changed = [
+        line
+        for line in difflib.unified_diff(
+            before_text.splitlines(), pipeline.text("staging").splitlines(), lineterm="", n=0
+        )
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
     assert changed == [
-        "-      image: ghcr.io/acme/agents/worker:0.4.2", "+      image: ghcr.io/acme/agents/worker:0.5.0-rc.1",
-        "-      image: ghcr.io/acme/agents/coordinator:0.4.2", "+      image: ghcr.io/acme/agents/coordinator:0.5.0-rc.1",
-        "-      max_run_seconds: 900", "+      max_run_seconds: 600",
-        "-      image: ghcr.io/acme/agents/specialist:0.4.2", "+      image: ghcr.io/acme/agents/specialist:0.5.0-rc.1",
+        "-      image: ghcr.io/acme/agents/worker:0.4.2",
+        "+      image: ghcr.io/acme/agents/worker:0.5.0-rc.1",
+        "-      image: ghcr.io/acme/agents/coordinator:0.4.2",
+        "+      image: ghcr.io/acme/agents/coordinator:0.5.0-rc.1",
+        "-      max_run_seconds: 900",
+        "+      max_run_seconds: 600",
+        "-      image: ghcr.io/acme/agents/specialist:0.4.2",
+        "+      image: ghcr.io/acme/agents/specialist:0.5.0-rc.1",
     ]
 
     proc = pipeline.run("deploy", "staging")
@@ -157,10 +168,13 @@ def test_promote_dev_to_staging_changes_exactly_the_travelling_fields(pipeline, 
     settings = "spec.template.spec.containers[0].envFrom[0].configMapRef.name"
     assert coordinators[settings][0] != coordinators[settings][1]
     assert set(coordinators) - {image, version, settings, "spec.template.spec.terminationGracePeriodSeconds"} <= {
-        k for k in coordinators if "max-run-seconds" in k}
+        k for k in coordinators if "max-run-seconds" in k
+    }
     # What is staging's own stayed staging's: replicas, resources, the gateway.
-    assert after["workers"]["spec"]["template"]["spec"]["containers"][0]["resources"] == \
-        before["workers"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert (
+        after["workers"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+        == before["workers"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    )
     # The gateway's own settings stay. What moves derives from the promoted max_run_seconds: the
     # coordinators' route deadline (in its runtime ConfigMap) and its drain window for the longest run.
     gateway_changes = _spec_changes(before["gateway"], after["gateway"])
@@ -188,12 +202,20 @@ def test_drift_names_exactly_the_changed_object_and_field(pipeline, kube_api):
 
     path = kube.object_path(kube_api, "apps/v1", "Deployment", "coordinators", DEV)
     # Someone scales by hand: a merge patch from another field manager, no Pulumi involved.
-    kube.request(kube_api, "PATCH", path, body={"spec": {"replicas": 3}},
-                 query={"fieldManager": "kubectl-edit"}, content_type="application/merge-patch+json")
+    kube.request(
+        kube_api,
+        "PATCH",
+        path,
+        body={"spec": {"replicas": 3}},
+        query={"fieldManager": "kubectl-edit"},
+        content_type="application/merge-patch+json",
+    )
 
     proc = pipeline.run("drift", "dev")
     assert proc.returncode == 1, _explain(proc)
-    assert _drift_rows(proc.report) == [("`Deployment agents-dev/coordinators`", "`spec.replicas`", "`1`", "`3`")], proc.report
+    assert _drift_rows(proc.report) == [("`Deployment agents-dev/coordinators`", "`spec.replicas`", "`1`", "`3`")], (
+        proc.report
+    )
 
     # The hand edit took ownership of the field (Server-Side Apply): `deploy` does not silently
     # overwrite another manager's field, it refuses and names the field and the manager.

@@ -64,7 +64,9 @@ def test_up_update_destroy(staging, kube_api):
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
     assert {m["type"] for m in hpa["spec"]["metrics"]} == {"Resource", "External"}
 
-    policies = {p["metadata"]["name"] for p in kube.list_objects(kube_api, "networking.k8s.io/v1", "NetworkPolicy", NAMESPACE)}
+    policies = {
+        p["metadata"]["name"] for p in kube.list_objects(kube_api, "networking.k8s.io/v1", "NetworkPolicy", NAMESPACE)
+    }
     assert {"default-deny", "allow-dns", "allow-gateway-to-agents"} <= policies
 
     cron_jobs = {c["metadata"]["name"]: c for c in kube.list_objects(kube_api, "batch/v1", "CronJob", NAMESPACE)}
@@ -89,6 +91,9 @@ def test_up_update_destroy(staging, kube_api):
 
     staging.run("destroy", "staging")
     kube.wait_gone(kube_api, "v1", "Namespace", NAMESPACE, timeout=120)
-    for api_version, kind in (("apps/v1", "Deployment"), ("batch/v1", "CronJob"),
-                              ("monitoring.coreos.com/v1", "PrometheusRule")):
+    for api_version, kind in (
+        ("apps/v1", "Deployment"),
+        ("batch/v1", "CronJob"),
+        ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ):
         assert kube.list_objects(kube_api, api_version, kind, NAMESPACE) == []

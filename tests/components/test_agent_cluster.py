@@ -27,7 +27,9 @@ def test_keda_stack_emits_a_scaled_object_instead_of_an_hpa(run_stack):
     mocks = run_stack(values, "dev")
     scaled = mocks.one("kubernetes:keda.sh/v1alpha1:ScaledObject", "workers")
     assert scaled.inputs["spec"]["minReplicaCount"] == 1
-    assert scaled.inputs["spec"]["triggers"][0]["metadata"]["query"].endswith('{namespace="agents-dev",cluster="workers"})')
+    assert scaled.inputs["spec"]["triggers"][0]["metadata"]["query"].endswith(
+        '{namespace="agents-dev",cluster="workers"})'
+    )
     assert not [h for h in mocks.of_type(HPA) if "workers" in h.name]
 
 

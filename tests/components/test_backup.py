@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from tests.stacks import stack_values
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"
@@ -111,7 +113,21 @@ def test_backup_and_drill_jobs_push_their_metrics_where_the_stack_says(run_stack
         container = jobs[name]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
         args = container["args"]
         assert args[args.index("--pushgateway") + 1] == url, name
-        assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
+        assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container[
+            "env"
+        ]
+
+
+def test_a_backup_for_a_stack_without_backups_is_refused_by_the_component(mocked_engine):
+    from components.backup import Backup
+    from components.config import validate_platform
+    from components.errors import ResourceError
+
+    config = validate_platform(stack_values("local"), "local")
+    assert not config.backup.enabled
+    with pytest.raises(ResourceError, match="^agent-platform:index:Backup b: backup.enabled is false"):
+        Backup("b", config, namespace="agents-local", image="runtime:1")
+    assert mocked_engine.of_type(CRON_JOB) == []
 
 
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
@@ -159,4 +175,3 @@ def test_no_receiver_without_wal_archiving(run_stack):
     mocks = run_stack(stack_values("staging"), "staging")
     assert mocks.of_type(STATEFUL_SET) == []
     assert not [n for n in _cron_jobs(mocks) if n.startswith("basebackup-")]
-

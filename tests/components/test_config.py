@@ -166,6 +166,13 @@ def test_a_pushgateway_url_with_credentials_or_a_bad_scheme_is_refused(url):
         validate_platform(values, "prod")
 
 
+def test_keda_queue_source_without_keda_installed():
+    values = copy.deepcopy(stack_values("dev"))
+    values["clusters"][0]["autoscaling"]["queue"] = {"target_per_pod": 10, "source": "keda"}
+    assert _error(values, "dev").endswith(
+        "clusters.workers.autoscaling.queue.source is 'keda' but kubernetes.keda_installed is false")
+
+
 def test_wal_archiving_on_a_files_source_is_refused():
     values = copy.deepcopy(stack_values("staging"))
     files = next(s for s in values["backup"]["sources"] if s["kind"] == "files")

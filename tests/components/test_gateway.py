@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from agent_runtime.config import RuntimeConfig
 from tests.stacks import stack_values
 
@@ -53,3 +55,19 @@ def test_gateway_probes_and_scrapes_its_admin_port_not_the_routes(run_stack):
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9901"
     service = mocks.one("kubernetes:core/v1:Service", "gateway").inputs["spec"]
     assert {p["name"]: p["targetPort"] for p in service["ports"]} == {"http": "http", "admin": "admin"}
+
+
+def test_a_runtime_config_for_another_port_is_refused_by_the_gateway(mocked_engine):
+    from components.config import validate_platform
+    from components.errors import ResourceError
+    from components.gateway import Gateway
+    from components.platform import runtime_config
+
+    config = validate_platform(stack_values("local"), "local")
+    runtime = runtime_config(config)
+    other = runtime.model_copy(update={"gateway": runtime.gateway.model_copy(update={"port": config.gateway.port + 1})})
+    with pytest.raises(
+        ResourceError, match=r"^agent-platform:index:Gateway gw: runtime gateway.port \(\d+\) must equal"
+    ):
+        Gateway("gw", config.gateway, other, namespace="agents-local", environment="local")
+    assert [r.typ for r in mocked_engine.resources] == [], "refused before creating any child"

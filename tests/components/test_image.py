@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from components.config import ImageBuildConfig
+from components.errors import ResourceError
 from tests.stacks import stack_values
 
 IMAGE = "docker:index/image:Image"
@@ -31,11 +31,18 @@ def test_build_uses_the_runtime_dockerfile_and_the_gateway_runs_the_result(run_s
     assert image.inputs["imageName"] == "registry.dev/agent-runtime:0.1.0-dev"
     assert image.inputs["skipPush"] is True
     gateway = mocks.one("kubernetes:apps/v1:Deployment", "gateway")
-    assert gateway.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.dev/agent-runtime:0.1.0-dev"
+    assert (
+        gateway.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.dev/agent-runtime:0.1.0-dev"
+    )
 
 
-def test_latest_tag_is_refused():
-    from components.image import RuntimeImage
-
-    with pytest.raises(ValueError, match="image_build.tag"):
-        RuntimeImage("x", ImageBuildConfig(enabled=True, tag="latest"))
+def test_latest_tag_is_refused_by_the_component_naming_itself(run_stack):
+    values = copy.deepcopy(stack_values("dev"))
+    values["image_build"] = {"enabled": True, "tag": "latest"}
+    with pytest.raises(ResourceError) as caught:
+        run_stack(values, "dev")
+    assert str(caught.value) == (
+        "agent-platform:index:RuntimeImage agents-runtime: "
+        "image_build.tag ('latest') must name a version, never 'latest'"
+    )
+    assert caught.value.resource.pulumi_resource_name == "agents-runtime"

@@ -66,3 +66,17 @@ def test_opting_out_of_default_rules_keeps_only_own_and_slo_rules(run_stack):
     assert "WorkersSlow" in names
     assert {n for n in names if n.startswith("AgentErrorBudgetBurn")} == {
         "AgentErrorBudgetBurnFast", "AgentErrorBudgetBurnMedium", "AgentErrorBudgetBurnSlow"}
+
+
+def test_monitoring_for_an_in_process_stack_is_refused_by_the_component(mocked_engine):
+    import pytest
+
+    from components.config import validate_platform
+    from components.errors import ResourceError
+    from components.monitoring import Monitoring
+
+    config = validate_platform(stack_values("local"), "local")
+    assert config.monitoring.mode == "in-process"
+    with pytest.raises(ResourceError, match="^agent-platform:index:Monitoring m: Monitoring resources need"):
+        Monitoring("m", config, namespace="agents-local", selectors={})
+    assert mocked_engine.of_type(PROMETHEUS_RULE) == []

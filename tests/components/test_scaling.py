@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from components.config import Autoscaling, QueueScaling
 from components.scaling import hpa_behavior, hpa_metrics, keda_triggers
 
@@ -41,13 +40,17 @@ def test_thresholds_and_queue_become_metrics():
     metrics = hpa_metrics(scaling, "workers")
     assert metrics[0]["resource"] == {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
     assert metrics[1]["resource"]["target"]["averageUtilization"] == 80
-    assert metrics[2]["external"]["metric"] == {"name": "agent_queue_length", "selector": {"matchLabels": {"cluster": "workers"}}}
+    assert metrics[2]["external"]["metric"] == {
+        "name": "agent_queue_length",
+        "selector": {"matchLabels": {"cluster": "workers"}},
+    }
     assert metrics[2]["external"]["target"] == {"type": "AverageValue", "averageValue": "20"}
 
 
 def test_keda_queue_is_a_prometheus_trigger_not_an_hpa_metric():
-    scaling = Autoscaling(min_instances=1, max_instances=5, cpu_threshold=None,
-                          queue=QueueScaling(target_per_pod=2.5, source="keda"))
+    scaling = Autoscaling(
+        min_instances=1, max_instances=5, cpu_threshold=None, queue=QueueScaling(target_per_pod=2.5, source="keda")
+    )
     assert hpa_metrics(scaling, "workers") == []
     trigger = keda_triggers(scaling, "workers", "agents-dev")[0]
     assert trigger["type"] == "prometheus"

@@ -17,7 +17,9 @@ def test_grace_period_covers_prestop_and_the_longest_run(run_stack):
         prestop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
         assert prestop >= 5, "endpoints need time to deregister before SIGTERM"
         assert pod["terminationGracePeriodSeconds"] >= prestop + cluster["max_run_seconds"]
-        assert deployment.inputs["metadata"]["annotations"]["agent-platform.io/max-run-seconds"] == str(cluster["max_run_seconds"])
+        assert deployment.inputs["metadata"]["annotations"]["agent-platform.io/max-run-seconds"] == str(
+            cluster["max_run_seconds"]
+        )
 
 
 def test_rollout_never_drops_below_desired_capacity(run_stack):

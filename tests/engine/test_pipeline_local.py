@@ -50,15 +50,21 @@ def test_deploy_then_preview_a_change(project):
     assert "`local`: no changes" in out
 
     stack = project / "stacks" / "Pulumi.local.yaml"
-    stack.write_text(stack.read_text().replace("registry.local/agents/worker:0.4.2", "registry.local/agents/worker:0.4.3")
-                     .replace("max_run_seconds: 120", "max_run_seconds: 90", 1))
+    stack.write_text(
+        stack.read_text()
+        .replace("registry.local/agents/worker:0.4.2", "registry.local/agents/worker:0.4.3")
+        .replace("max_run_seconds: 120", "max_run_seconds: 90", 1)
+    )
     status, out, err = pipeline(project, "preview", "--stack", "local")
     assert status == 0, out + err
     # The cluster's settings ConfigMap and the gateway's runtime ConfigMap (its route deadline
     # defaults to the cluster's max_run_seconds) are both replaced under new names.
     assert "2 to replace" in out
-    rows = {line.split("|")[2].strip(): line for line in out.splitlines() if line.startswith("| update |")
-            or line.startswith("| replace |")}
+    rows = {
+        line.split("|")[2].strip(): line
+        for line in out.splitlines()
+        if line.startswith("| update |") or line.startswith("| replace |")
+    }
     deployment = rows["`Deployment agents-local/workers`"]
     assert "`spec.template.spec.containers[0].image`" in deployment
     assert "`spec.template.spec.terminationGracePeriodSeconds`" in deployment
@@ -73,7 +79,9 @@ def test_a_mandatory_violation_refuses_the_deploy(project):
     levels["image-pinned"] = {"enforcementLevel": "mandatory"}
     config.write_text(json.dumps(levels))
     stack = project / "stacks" / "Pulumi.local.yaml"
-    stack.write_text(stack.read_text().replace("registry.local/agents/worker:0.4.2", "registry.local/agents/worker:latest"))
+    stack.write_text(
+        stack.read_text().replace("registry.local/agents/worker:0.4.2", "registry.local/agents/worker:latest")
+    )
     status, out, err = pipeline(project, "deploy", "local")
     assert status == 1, out + err
     assert "## Deploy `local`: refused (mandatory policy violations)" in out

@@ -90,7 +90,9 @@ async def _traffic(port: int, stop: asyncio.Event) -> None:
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with session.get(f"http://127.0.0.1:{port}/{ROUTE}/work", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                async with session.get(
+                    f"http://127.0.0.1:{port}/{ROUTE}/work", timeout=aiohttp.ClientTimeout(total=2)
+                ) as r:
                     await r.read()
             await asyncio.sleep(0.05)
 
@@ -140,7 +142,9 @@ async def test_prometheus_fires_generated_alerts(
             while time.monotonic() - started < DEADLINE_SECONDS - 5:
                 assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
                 with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    async with session.get(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    async with session.get(
+                        f"http://127.0.0.1:{port}/api/v1/alerts", timeout=aiohttp.ClientTimeout(total=2)
+                    ) as r:
                         body = await r.json()
                         for a in body["data"]["alerts"]:
                             if a["state"] == "firing":

@@ -124,7 +124,9 @@ SCENARIOS = [
         # and closes at 25; search's breaker opens for two minutes only.
         "AgentBreakerOpen",
         [
-            series("agent_breaker_state", {"route": "chat", "endpoint": "e1", "instance": "gw1"}, "0x4 1x10 2x2 1x5 0x20"),
+            series(
+                "agent_breaker_state", {"route": "chat", "endpoint": "e1", "instance": "gw1"}, "0x4 1x10 2x2 1x5 0x20"
+            ),
             series("agent_breaker_state", {"route": "chat", "endpoint": "e2", "instance": "gw1"}, "0x45"),
             series("agent_breaker_state", {"route": "chat", "endpoint": "e1", "instance": "gw2"}, "0x45"),
             series("agent_breaker_state", {"route": "search", "endpoint": "s1", "instance": "gw1"}, "0x5 1x2 0x38"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Optional
+from typing import Any
 
 NS = "agents"
 IMAGE = "ghcr.io/acme/agents/worker:0.4.2"
@@ -18,7 +18,7 @@ def obj(resource_type: str, name: str, props: dict) -> dict:
     return {"type": resource_type, "name": name, "props": props}
 
 
-def meta(name: str, ns: Optional[str] = NS, labels: Optional[dict] = None, annotations: Optional[dict] = None) -> dict:
+def meta(name: str, ns: str | None = NS, labels: dict | None = None, annotations: dict | None = None) -> dict:
     m: dict[str, Any] = {"name": name}
     if ns is not None:
         m["namespace"] = ns
@@ -60,10 +60,10 @@ def container(name: str = "agent", image: str = IMAGE, probes: bool = True, **ex
 
 
 def pod_spec(
-    containers: Optional[list] = None,
-    init_containers: Optional[list] = None,
-    labels: Optional[dict] = None,
-    grace: Optional[int] = None,
+    containers: list | None = None,
+    init_containers: list | None = None,
+    labels: dict | None = None,
+    grace: int | None = None,
     spread: bool = True,
 ) -> dict:
     spec: dict[str, Any] = {
@@ -93,12 +93,12 @@ def app_labels(app: str) -> dict:
 
 def deployment(
     name: str = "workers",
-    ns: Optional[str] = NS,
-    replicas: Optional[int] = 2,
-    annotations: Optional[dict] = None,
-    spec: Optional[dict] = None,
-    max_run: Optional[int] = 120,
-    grace: Optional[int] = None,
+    ns: str | None = NS,
+    replicas: int | None = 2,
+    annotations: dict | None = None,
+    spec: dict | None = None,
+    max_run: int | None = 120,
+    grace: int | None = None,
 ) -> dict:
     labels = app_labels(name)
     ann = dict(annotations or {})
@@ -137,7 +137,7 @@ def daemonset(name: str = "node-agent", ns: str = NS) -> dict:
     return d
 
 
-def job_pod_spec(containers: Optional[list] = None, init_containers: Optional[list] = None) -> dict:
+def job_pod_spec(containers: list | None = None, init_containers: list | None = None) -> dict:
     spec = pod_spec(
         containers=containers if containers is not None else [container("run", probes=False)],
         init_containers=init_containers,
@@ -147,7 +147,7 @@ def job_pod_spec(containers: Optional[list] = None, init_containers: Optional[li
     return spec
 
 
-def job(name: str = "restore", ns: str = NS, spec: Optional[dict] = None) -> dict:
+def job(name: str = "restore", ns: str = NS, spec: dict | None = None) -> dict:
     return obj(
         "kubernetes:batch/v1:Job",
         name,
@@ -162,11 +162,11 @@ def job(name: str = "restore", ns: str = NS, spec: Optional[dict] = None) -> dic
 
 def cronjob(
     name: str = "nightly",
-    ns: Optional[str] = NS,
-    labels: Optional[dict] = None,
-    annotations: Optional[dict] = None,
-    spec: Optional[dict] = None,
-    suspend: Optional[bool] = None,
+    ns: str | None = NS,
+    labels: dict | None = None,
+    annotations: dict | None = None,
+    spec: dict | None = None,
+    suspend: bool | None = None,
 ) -> dict:
     props: dict[str, Any] = {
         "apiVersion": "batch/v1",
@@ -182,7 +182,7 @@ def cronjob(
     return obj("kubernetes:batch/v1:CronJob", name, props)
 
 
-def backup_cronjob(source: str, ns: str = NS, retention: Optional[str] = "48", **kw: Any) -> dict:
+def backup_cronjob(source: str, ns: str = NS, retention: str | None = "48", **kw: Any) -> dict:
     annotations = {"agent-platform.io/backup-source": source}
     if retention is not None:
         annotations["agent-platform.io/retention"] = retention
@@ -197,22 +197,32 @@ def restore_drill_cronjob(ns: str = NS, **kw: Any) -> dict:
 
 def hpa(
     name: str = "workers",
-    ns: Optional[str] = NS,
+    ns: str | None = NS,
     target: str = "workers",
-    min_replicas: Optional[int] = 2,
+    min_replicas: int | None = 2,
     max_replicas: int = 10,
-    window: Optional[int] = 300,
+    window: int | None = 300,
     kind: str = "Deployment",
 ) -> dict:
     spec: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": target},
         "maxReplicas": max_replicas,
-        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+            }
+        ],
     }
     if min_replicas is not None:
         spec["minReplicas"] = min_replicas
     if window is not None:
-        spec["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": window, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}
+        spec["behavior"] = {
+            "scaleDown": {
+                "stabilizationWindowSeconds": window,
+                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+            }
+        }
     return obj(
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
         name,
@@ -220,7 +230,7 @@ def hpa(
     )
 
 
-def pdb(name: str = "workers", ns: Optional[str] = NS, app: str = "workers", **budget: Any) -> dict:
+def pdb(name: str = "workers", ns: str | None = NS, app: str = "workers", **budget: Any) -> dict:
     spec: dict[str, Any] = {"selector": {"matchLabels": {"app.kubernetes.io/name": app}}}
     spec.update(budget or {"maxUnavailable": 1})
     return obj(
@@ -230,7 +240,7 @@ def pdb(name: str = "workers", ns: Optional[str] = NS, app: str = "workers", **b
     )
 
 
-def namespace(name: str = NS, annotations: Optional[dict] = None) -> dict:
+def namespace(name: str = NS, annotations: dict | None = None) -> dict:
     return obj(
         "kubernetes:core/v1:Namespace",
         name,
@@ -238,7 +248,7 @@ def namespace(name: str = NS, annotations: Optional[dict] = None) -> dict:
     )
 
 
-def network_policy(name: str = "default-deny", ns: str = NS, spec: Optional[dict] = None) -> dict:
+def network_policy(name: str = "default-deny", ns: str = NS, spec: dict | None = None) -> dict:
     return obj(
         "kubernetes:networking.k8s.io/v1:NetworkPolicy",
         name,
@@ -251,14 +261,18 @@ def network_policy(name: str = "default-deny", ns: str = NS, spec: Optional[dict
     )
 
 
-def service(name: str = "gateway", ns: str = NS, type_: Optional[str] = "ClusterIP") -> dict:
+def service(name: str = "gateway", ns: str = NS, type_: str | None = "ClusterIP") -> dict:
     spec: dict[str, Any] = {"selector": app_labels(name), "ports": [{"port": 80, "targetPort": 8080}]}
     if type_ is not None:
         spec["type"] = type_
-    return obj("kubernetes:core/v1:Service", name, {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, ns), "spec": spec})
+    return obj(
+        "kubernetes:core/v1:Service",
+        name,
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, ns), "spec": spec},
+    )
 
 
-def configmap(name: str = "settings", ns: str = NS, data: Optional[dict] = None, labels: Optional[dict] = None) -> dict:
+def configmap(name: str = "settings", ns: str = NS, data: dict | None = None, labels: dict | None = None) -> dict:
     return obj(
         "kubernetes:core/v1:ConfigMap",
         name,
@@ -271,15 +285,13 @@ def runtime_json(signals: tuple = ("error_rate", "availability")) -> str:
         {
             "routes": [{"cluster": "workers", "path_prefix": "/v1/chat"}],
             "alerts": {
-                "rules": [
-                    {"name": f"{s}-alert", "signal": s, "threshold": 0.05, "for_seconds": 300} for s in signals
-                ]
+                "rules": [{"name": f"{s}-alert", "signal": s, "threshold": 0.05, "for_seconds": 300} for s in signals]
             },
         }
     )
 
 
-def gateway_configmap(ns: str = NS, signals: tuple = ("error_rate", "availability"), data: Optional[dict] = None) -> dict:
+def gateway_configmap(ns: str = NS, signals: tuple = ("error_rate", "availability"), data: dict | None = None) -> dict:
     return configmap(
         "gateway-runtime",
         ns,
@@ -291,7 +303,12 @@ def gateway_configmap(ns: str = NS, signals: tuple = ("error_rate", "availabilit
 def prometheus_rule(name: str = "agent-alerts", ns: str = NS, signals: tuple = ("error_rate", "availability")) -> dict:
     rules: list[dict] = [{"record": "agent:requests:rate5m", "expr": "sum(rate(agent_requests_total[5m]))"}]
     rules += [
-        {"alert": f"Agent{s.title().replace('_', '')}", "expr": "vector(1) > 0", "for": "5m", "labels": {"signal": s, "severity": "page"}}
+        {
+            "alert": f"Agent{s.title().replace('_', '')}",
+            "expr": "vector(1) > 0",
+            "for": "5m",
+            "labels": {"signal": s, "severity": "page"},
+        }
         for s in signals
     ]
     return obj(
@@ -358,12 +375,13 @@ PROD_CONFIG = {
 }
 
 
-def run_all(stack: list[dict], config: Optional[dict] = None) -> dict[str, list[str]]:
+def run_all(stack: list[dict], config: dict | None = None) -> dict[str, list[str]]:
     """Every policy of the pack over a stack, as the engine would: resource policies on each
     resource, stack policies once. Returns {policy name: [messages]} for policies that fired."""
-    from agent_policies import ALL_POLICIES
-    from pulumi_policy import ResourceValidationPolicy
     from policy_fakes import run_resource, run_stack
+    from pulumi_policy import ResourceValidationPolicy
+
+    from agent_policies import ALL_POLICIES
 
     config = PROD_CONFIG if config is None else config
     fired: dict[str, list[str]] = {}

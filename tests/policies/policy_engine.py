@@ -15,7 +15,8 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import grpc
 import jsonschema
@@ -67,7 +68,7 @@ class AnalyzerProcess:
     def info(self) -> Any:
         return self.stub.GetAnalyzerInfo(empty_pb2.Empty())
 
-    def configure(self, config_file: Optional[str]) -> dict[str, tuple[str, dict]]:
+    def configure(self, config_file: str | None) -> dict[str, tuple[str, dict]]:
         reconciled = reconcile(self.info(), config_file)
         request = proto.ConfigureAnalyzerRequest()
         for name, (level, props) in reconciled.items():
@@ -99,7 +100,7 @@ def _struct(props: dict) -> struct_pb2.Struct:
     return s
 
 
-def reconcile(info: Any, config_file: Optional[str]) -> dict[str, tuple[str, dict]]:
+def reconcile(info: Any, config_file: str | None) -> dict[str, tuple[str, dict]]:
     """What the CLI sends to Configure for this config file: {policy: (level, properties)}."""
     result: dict[str, tuple[str, dict]] = {}
     schemas: dict[str, dict] = {}
@@ -108,7 +109,7 @@ def reconcile(info: Any, config_file: Optional[str]) -> dict[str, tuple[str, dic
         schemas[p.name] = props
         defaults = {k: v["default"] for k, v in props.items() if "default" in v}
         result[p.name] = (LEVEL_NAMES[p.enforcementLevel], defaults)
-    given: dict[str, tuple[Optional[str], dict]] = {}
+    given: dict[str, tuple[str | None, dict]] = {}
     if config_file:
         with open(config_file) as f:
             for key, value in json.load(f).items():

@@ -7,8 +7,9 @@ StackValidationArgs and PolicyResource (test_policy_unknowns.py checks that agai
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(TESTS_DIR))
@@ -23,7 +24,7 @@ class FakeResourceArgs:
     props: Mapping[str, Any]
     urn: str
     name: str
-    config: Optional[Mapping[str, Any]] = None
+    config: Mapping[str, Any] | None = None
     opts: Any = None
     provider: Any = None
     stack_tags: Mapping[str, str] = field(default_factory=dict)
@@ -31,7 +32,7 @@ class FakeResourceArgs:
     def get_config(self) -> Mapping[str, Any]:
         return self.config or {}
 
-    def not_applicable(self, reason: Optional[str] = None) -> None:
+    def not_applicable(self, reason: str | None = None) -> None:
         raise AssertionError(f"not_applicable({reason!r}) is not used by this pack")
 
 
@@ -55,13 +56,13 @@ class FakeStackArgs:
     """Stands in for pulumi_policy.StackValidationArgs."""
 
     resources: list
-    config: Optional[Mapping[str, Any]] = None
+    config: Mapping[str, Any] | None = None
     stack_tags: Mapping[str, str] = field(default_factory=dict)
 
     def get_config(self) -> Mapping[str, Any]:
         return self.config or {}
 
-    def not_applicable(self, reason: Optional[str] = None) -> None:
+    def not_applicable(self, reason: str | None = None) -> None:
         raise AssertionError(f"not_applicable({reason!r}) is not used by this pack")
 
 
@@ -69,9 +70,9 @@ class Violations:
     """A report_violation callback that remembers what it was told."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, Optional[str]]] = []
+        self.calls: list[tuple[str, str | None]] = []
 
-    def __call__(self, message: str, urn: Optional[str] = None) -> None:
+    def __call__(self, message: str, urn: str | None = None) -> None:
         assert isinstance(message, str) and message, "a violation needs a message"
         self.calls.append((message, urn))
 
@@ -84,7 +85,7 @@ def urn_for(resource_type: str, name: str) -> str:
     return f"urn:pulumi:test::agent-platform::{resource_type}::{name}"
 
 
-def run_resource(validate: Callable, obj: dict, config: Optional[Mapping[str, Any]] = None) -> list[str]:
+def run_resource(validate: Callable, obj: dict, config: Mapping[str, Any] | None = None) -> list[str]:
     """Run a resource validation on one {type, name, props} object; return the messages."""
     report = Violations()
     validate(
@@ -101,8 +102,8 @@ def run_resource(validate: Callable, obj: dict, config: Optional[Mapping[str, An
 
 
 def run_stack(
-    validate: Callable, objs: list[dict], config: Optional[Mapping[str, Any]] = None
-) -> list[tuple[str, Optional[str]]]:
+    validate: Callable, objs: list[dict], config: Mapping[str, Any] | None = None
+) -> list[tuple[str, str | None]]:
     """Run a stack validation on {type, name, props} objects; return (message, urn) pairs."""
     report = Violations()
     resources = [

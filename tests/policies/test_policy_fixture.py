@@ -10,14 +10,14 @@ import os
 from collections import defaultdict
 
 import pytest
+from policy_builders import good_stack
+from policy_engine import AnalyzerProcess, load_manifests, reconcile
+from policy_fakes import POLICIES_DIR, ROOT, TESTS_DIR, run_resource, run_stack
 from pulumi.runtime import proto
+from pulumi_policy import ResourceValidationPolicy
 from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
 
 from agent_policies import ALL_POLICIES, PACK_NAME
-from policy_fakes import POLICIES_DIR, ROOT, TESTS_DIR, run_resource, run_stack
-from policy_builders import good_stack
-from policy_engine import AnalyzerProcess, load_manifests, reconcile
-from pulumi_policy import ResourceValidationPolicy
 
 BAD_STACK = os.path.join(TESTS_DIR, "fixtures", "bad_stack.yaml")
 

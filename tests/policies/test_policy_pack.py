@@ -10,11 +10,11 @@ import re
 import jsonschema
 import pytest
 import yaml
+from policy_fakes import POLICIES_DIR, ROOT
 from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 
 from agent_policies import ALL_POLICIES, PACK_NAME
 from agent_policies.config import POLICY_CONFIG, defaults_for, properties_for, read_config
-from policy_fakes import POLICIES_DIR, ROOT
 
 ENVS = ("local", "dev", "staging", "prod")
 PRODUCTION_ONLY = ("production-replicas", "production-pdb", "topology-spread")

@@ -1,11 +1,11 @@
 """container-resources: requests and limits on every container, limits >= requests."""
 
 import pytest
+from policy_builders import container, cronjob, daemonset, deployment, job, job_pod_spec, pod_spec, service
+from policy_fakes import run_resource
 from pulumi_policy.proxy import UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
 
 from agent_policies.resources import validate_container_resources as validate
-from policy_fakes import run_resource
-from policy_builders import container, cronjob, daemonset, deployment, job, job_pod_spec, pod_spec, service
 
 
 def with_resources(requests=None, limits=None, name="agent"):
@@ -70,8 +70,16 @@ def test_job_init_container_is_checked():
 @pytest.mark.parametrize(
     "requests, limits, below",
     [
-        ({"cpu": "1", "memory": "256Mi"}, {"cpu": "500m", "memory": "256Mi"}, "limits.cpu 500m is below requests.cpu 1"),
-        ({"cpu": "100m", "memory": "1Gi"}, {"cpu": "1", "memory": "512Mi"}, "limits.memory 512Mi is below requests.memory 1Gi"),
+        (
+            {"cpu": "1", "memory": "256Mi"},
+            {"cpu": "500m", "memory": "256Mi"},
+            "limits.cpu 500m is below requests.cpu 1",
+        ),
+        (
+            {"cpu": "100m", "memory": "1Gi"},
+            {"cpu": "1", "memory": "512Mi"},
+            "limits.memory 512Mi is below requests.memory 1Gi",
+        ),
         ({"cpu": "1.5", "memory": "1G"}, {"cpu": "1", "memory": "1Gi"}, "limits.cpu 1 is below requests.cpu 1.5"),
     ],
 )
@@ -93,13 +101,18 @@ def test_limit_at_or_above_request_passes(requests, limits):
 
 
 def test_invalid_quantity_is_reported():
-    msgs = run_resource(validate, deployment_with(with_resources({"cpu": "1 core", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"})))
+    msgs = run_resource(
+        validate, deployment_with(with_resources({"cpu": "1 core", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"}))
+    )
     assert len(msgs) == 1 and "requests.cpu '1 core' is not a Kubernetes quantity" in msgs[0]
 
 
 def test_one_message_per_bad_container():
     bad = with_resources(requests={"cpu": "1", "memory": "1Gi"})
-    msgs = run_resource(validate, deployment_with(bad, container("ok"), with_resources(limits={"cpu": "1", "memory": "1Gi"}, name="side")))
+    msgs = run_resource(
+        validate,
+        deployment_with(bad, container("ok"), with_resources(limits={"cpu": "1", "memory": "1Gi"}, name="side")),
+    )
     assert len(msgs) == 2
     assert "container 'agent'" in msgs[0] and "container 'side'" in msgs[1]
 

@@ -2,6 +2,8 @@
 no-plaintext-secrets."""
 
 import pytest
+from policy_builders import configmap, container, cronjob, deployment, job_pod_spec, pod_spec, service
+from policy_fakes import run_resource
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
 
 from agent_policies.security import (
@@ -14,9 +16,7 @@ from agent_policies.security import (
     validate_no_plaintext_secrets,
     validate_pod_security_restricted,
 )
-from policy_fakes import run_resource
 from tests.image_cases import CASES
-from policy_builders import configmap, container, cronjob, deployment, job_pod_spec, pod_spec, service
 
 # --- pod-security-restricted --------------------------------------------------------------
 
@@ -48,7 +48,10 @@ def test_restricted_pod_passes():
         (lambda d: csc(d).update(allowPrivilegeEscalation=True), "allowPrivilegeEscalation is not false"),
         (lambda d: csc(d).pop("capabilities"), "capabilities.drop does not include ALL"),
         (lambda d: csc(d).update(capabilities={"drop": ["NET_RAW"]}), "capabilities.drop does not include ALL"),
-        (lambda d: csc(d).update(capabilities={"drop": ["ALL"], "add": ["SYS_ADMIN"]}), "capabilities.add has SYS_ADMIN"),
+        (
+            lambda d: csc(d).update(capabilities={"drop": ["ALL"], "add": ["SYS_ADMIN"]}),
+            "capabilities.add has SYS_ADMIN",
+        ),
         (lambda d: podspec(d)["securityContext"].pop("seccompProfile"), "no seccompProfile RuntimeDefault"),
         (lambda d: csc(d).update(seccompProfile={"type": "Unconfined"}), "seccompProfile is Unconfined"),
         (lambda d: csc(d).pop("readOnlyRootFilesystem"), "readOnlyRootFilesystem is not true"),
@@ -68,7 +71,11 @@ def test_each_container_setting(break_it, expected):
         ("hostNetwork", True, "hostNetwork is true"),
         ("hostPID", True, "hostPID is true"),
         ("hostIPC", True, "hostIPC is true"),
-        ("volumes", [{"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}}], "volume 'docker' is a hostPath"),
+        (
+            "volumes",
+            [{"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}}],
+            "volume 'docker' is a hostPath",
+        ),
     ],
 )
 def test_pod_level_settings(field, value, expected):
@@ -265,12 +272,22 @@ def cm(data):
         ("LLM_KEY", OPENAI_KEY, "an OpenAI-style API key"),
         ("clone", f"https://x:{GITHUB_TOKEN}@github.com/acme/x", "a GitHub token"),
         ("DATABASE_URL", "postgres://user:pass@db:5432/agents", "a URL with an inline password"),
-        ("runtime.json", '{"webhook_url": "https://hooks.example.com/alert?channel=ops&token=abc123"}',
-         "a URL with a credential in its query string"),
+        (
+            "runtime.json",
+            '{"webhook_url": "https://hooks.example.com/alert?channel=ops&token=abc123"}',
+            "a URL with a credential in its query string",
+        ),
         ("ALERT_WEBHOOK", "https://alerts.example.com/hook?token=s3cr3t", "a URL with a credential in its query"),
-        ("backup.json", '{"target": {"kind": "s3", "access_key_id": "minioadmin", "secret_access_key": "minio123"}}',
-         "a literal S3 credential"),
-        ("credentials.env", "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "a literal S3 credential"),
+        (
+            "backup.json",
+            '{"target": {"kind": "s3", "access_key_id": "minioadmin", "secret_access_key": "minio123"}}',
+            "a literal S3 credential",
+        ),
+        (
+            "credentials.env",
+            "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "a literal S3 credential",
+        ),
         ("s3.yaml", "secretAccessKey: wJalrXUtnFEMIK7MDENGbPxRfiCY", "a literal S3 credential"),
     ],
 )
@@ -285,7 +302,7 @@ def test_message_never_repeats_the_secret():
 
 
 def test_secret_hidden_in_runtime_json():
-    (msg,) = cm({"runtime.json": '{"llm": {"api_key": "%s"}}' % OPENAI_KEY})
+    (msg,) = cm({"runtime.json": '{"llm": {"api_key": "' + OPENAI_KEY + '"}}'})
     assert "'runtime.json'" in msg
 
 
@@ -303,8 +320,11 @@ def test_secret_hidden_in_runtime_json():
         ("notes", "rotate the api key monthly"),
         ("WEBHOOK_URL", "https://alerts.example.com/hook?channel=ops"),  # a query, but no credential
         ("WEBHOOK_URL", "https://alerts.example.com/hook?token=$(WEBHOOK_TOKEN)"),  # substitution
-        ("backup.json", '{"password_secret": "agent-state-db", "password_secret_key": "password", '
-                        '"credentials_secret": "backup-s3"}'),  # names of Secrets, not secrets
+        (
+            "backup.json",
+            '{"password_secret": "agent-state-db", "password_secret_key": "password", '
+            '"credentials_secret": "backup-s3"}',
+        ),  # names of Secrets, not secrets
         ("S3_ACCESS_KEY_SECRET_NAME", "backup-s3"),
     ],
 )
@@ -362,24 +382,36 @@ def scaled_object(metadata):
             "apiVersion": "keda.sh/v1alpha1",
             "kind": "ScaledObject",
             "metadata": {"name": "workers", "namespace": "agents"},
-            "spec": {"scaleTargetRef": {"name": "workers"},
-                     "triggers": [{"type": "prometheus", "metadata": metadata}]},
+            "spec": {"scaleTargetRef": {"name": "workers"}, "triggers": [{"type": "prometheus", "metadata": metadata}]},
         },
     }
 
 
 def test_keda_server_address_with_user_and_password_is_flagged():
-    (msg,) = run_resource(validate_no_plaintext_secrets, scaled_object(
-        {"serverAddress": "http://admin:hunter2@prometheus.monitoring:9090", "query": "sum(agent_queue_length)",
-         "threshold": "5"}))
+    (msg,) = run_resource(
+        validate_no_plaintext_secrets,
+        scaled_object(
+            {
+                "serverAddress": "http://admin:hunter2@prometheus.monitoring:9090",
+                "query": "sum(agent_queue_length)",
+                "threshold": "5",
+            }
+        ),
+    )
     assert "spec.triggers[0] (prometheus) metadata 'serverAddress'" in msg
     assert "a URL with an inline password" in msg and "TriggerAuthentication" in msg and "hunter2" not in msg
 
 
 def test_keda_trigger_without_credentials_passes():
-    assert run_resource(validate_no_plaintext_secrets, scaled_object(
-        {"serverAddress": "http://prometheus-operated.monitoring.svc:9090", "query": "sum(x)",
-         "threshold": "5"})) == []
+    assert (
+        run_resource(
+            validate_no_plaintext_secrets,
+            scaled_object(
+                {"serverAddress": "http://prometheus-operated.monitoring.svc:9090", "query": "sum(x)", "threshold": "5"}
+            ),
+        )
+        == []
+    )
     unknown = scaled_object({})
     unknown["props"]["spec"]["triggers"] = UNKNOWN_OBJECT_VALUE
     assert run_resource(validate_no_plaintext_secrets, unknown) == []

@@ -8,11 +8,11 @@ import json
 import os
 
 import pytest
+from policy_fakes import ROOT, run_resource
+from policy_fakes import run_stack as run_stack_policy
 from pulumi_policy import ResourceValidationPolicy
 
 from agent_policies import ALL_POLICIES
-from policy_fakes import ROOT, run_resource
-from policy_fakes import run_stack as run_stack_policy
 from tests.stacks import STACKS, stack_values
 
 
@@ -31,7 +31,9 @@ def stack_policy_config(env: str) -> dict[str, tuple[str, dict]]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_shipped_stack_passes_its_own_policies(run_stack, stack):
     mocks = run_stack(stack_values(stack), stack)
-    objs = [{"type": r.typ, "name": r.name, "props": r.inputs} for r in mocks.resources if r.typ.startswith("kubernetes:")]
+    objs = [
+        {"type": r.typ, "name": r.name, "props": r.inputs} for r in mocks.resources if r.typ.startswith("kubernetes:")
+    ]
     assert len(objs) > 10
     fired = {}
     for p in ALL_POLICIES:
@@ -50,7 +52,9 @@ def test_shipped_stack_passes_its_own_policies(run_stack, stack):
 def test_the_check_can_fail(run_stack):
     """The same run catches a violation planted in what the program built."""
     mocks = run_stack(stack_values("prod"), "prod")
-    objs = [{"type": r.typ, "name": r.name, "props": r.inputs} for r in mocks.resources if r.typ.startswith("kubernetes:")]
+    objs = [
+        {"type": r.typ, "name": r.name, "props": r.inputs} for r in mocks.resources if r.typ.startswith("kubernetes:")
+    ]
     deployment = next(o for o in objs if o["type"] == "kubernetes:apps/v1:Deployment")
     deployment["props"]["spec"]["template"]["spec"]["containers"][0]["image"] = "docker.io/x/agent:latest"
     pinned = next(p for p in ALL_POLICIES if p.name == "image-pinned")

@@ -3,17 +3,6 @@
 import json
 
 import pytest
-from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
-
-from agent_policies.stack import (
-    validate_alert_coverage,
-    validate_backup_coverage,
-    validate_namespace_default_deny,
-    validate_production_pdb,
-    validate_production_replicas,
-    validate_stateful_agents_not_autoscaled,
-)
-from policy_fakes import run_stack, urn_for
 from policy_builders import (
     NS,
     backup_cronjob,
@@ -28,6 +17,17 @@ from policy_builders import (
     prometheus_rule,
     restore_drill_cronjob,
     runtime_json,
+)
+from policy_fakes import run_stack, urn_for
+from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
+
+from agent_policies.stack import (
+    validate_alert_coverage,
+    validate_backup_coverage,
+    validate_namespace_default_deny,
+    validate_production_pdb,
+    validate_production_replicas,
+    validate_stateful_agents_not_autoscaled,
 )
 
 
@@ -157,14 +157,28 @@ def test_pdb_that_allows_no_disruption(budget, replicas, why):
 
 @pytest.mark.parametrize(
     "budget, replicas",
-    [({"maxUnavailable": 1}, 1), ({"maxUnavailable": "10%"}, 2), ({"minAvailable": 1}, 2), ({"minAvailable": "50%"}, 3)],
+    [
+        ({"maxUnavailable": 1}, 1),
+        ({"maxUnavailable": "10%"}, 2),
+        ({"minAvailable": 1}, 2),
+        ({"minAvailable": "50%"}, 3),
+    ],
 )
 def test_pdb_that_allows_disruption(budget, replicas):
-    assert msgs(validate_production_pdb, [deployment("gateway", replicas=replicas), pdb("gateway", app="gateway", **budget)]) == []
+    assert (
+        msgs(
+            validate_production_pdb, [deployment("gateway", replicas=replicas), pdb("gateway", app="gateway", **budget)]
+        )
+        == []
+    )
 
 
 def test_min_available_is_compared_with_the_hpa_minimum():
-    stack = [deployment("workers", replicas=None), hpa(target="workers", min_replicas=3), pdb(app="workers", minAvailable=2)]
+    stack = [
+        deployment("workers", replicas=None),
+        hpa(target="workers", min_replicas=3),
+        pdb(app="workers", minAvailable=2),
+    ]
     assert msgs(validate_production_pdb, stack) == []
     stack[1] = hpa(target="workers", min_replicas=2)
     assert len(msgs(validate_production_pdb, stack)) == 1
@@ -207,12 +221,18 @@ def test_stateful_agent_with_hpa():
 
 
 def test_stateful_agent_scaled_to_zero():
-    (msg,) = msgs(validate_stateful_agents_not_autoscaled, [deployment("coordinators", replicas=0, annotations=STATEFUL)])
+    (msg,) = msgs(
+        validate_stateful_agents_not_autoscaled, [deployment("coordinators", replicas=0, annotations=STATEFUL)]
+    )
     assert "scaled to 0 replicas" in msg
 
 
 def test_stateless_agents_may_autoscale_and_scale_to_zero():
-    stack = [deployment("workers", replicas=0), hpa(target="workers"), deployment("c", annotations={"agent-platform.io/stateful": "false"})]
+    stack = [
+        deployment("workers", replicas=0),
+        hpa(target="workers"),
+        deployment("c", annotations={"agent-platform.io/stateful": "false"}),
+    ]
     assert msgs(validate_stateful_agents_not_autoscaled, stack) == []
 
 
@@ -306,7 +326,9 @@ def test_backup_needs_the_backup_label():
     assert len(msgs(validate_backup_coverage, backups(backup_cronjob("agent-state"), cron))) == 1
 
 
-@pytest.mark.parametrize("retention, reason", [(None, "has no agent-platform.io/retention"), ("  ", "has no agent-platform.io/retention")])
+@pytest.mark.parametrize(
+    "retention, reason", [(None, "has no agent-platform.io/retention"), ("  ", "has no agent-platform.io/retention")]
+)
 def test_backup_needs_a_retention(retention, reason):
     stack = backups(backup_cronjob("agent-state"), backup_cronjob("workspace", retention=retention))
     ((msg, urn),) = run_stack(validate_backup_coverage, stack)
@@ -335,7 +357,9 @@ def test_namespaces_without_state_need_nothing():
 @pytest.mark.parametrize(
     "break_it",
     [
-        lambda c: c["props"]["metadata"]["annotations"].update({"agent-platform.io/backup-source": UNKNOWN_STRING_VALUE}),
+        lambda c: c["props"]["metadata"]["annotations"].update(
+            {"agent-platform.io/backup-source": UNKNOWN_STRING_VALUE}
+        ),
         lambda c: c["props"]["metadata"].update(namespace=UNKNOWN_STRING_VALUE),
         lambda c: c["props"]["metadata"]["annotations"].update({"agent-platform.io/retention": UNKNOWN_STRING_VALUE}),
         lambda c: c["props"]["spec"].update(suspend=UNKNOWN_STRING_VALUE),
@@ -345,7 +369,10 @@ def test_backup_unknowns_skip(break_it):
     # Compliant except for the one field made unknown, which could resolve either way.
     cron = backup_cronjob("workspace", retention="30d", suspend=False)
     break_it(cron)
-    assert msgs(validate_backup_coverage, backups(backup_cronjob("agent-state"), cron), {"requireRestoreDrill": True}) == []
+    assert (
+        msgs(validate_backup_coverage, backups(backup_cronjob("agent-state"), cron), {"requireRestoreDrill": True})
+        == []
+    )
 
 
 # --- alert-coverage -----------------------------------------------------------------------
@@ -373,7 +400,9 @@ def test_prometheus_signals_may_come_from_several_rules():
 
 def test_recording_rules_do_not_count():
     rule = prometheus_rule(signals=("error_rate",))
-    rule["props"]["spec"]["groups"][0]["rules"].append({"record": "x", "expr": "1", "labels": {"signal": "availability"}})
+    rule["props"]["spec"]["groups"][0]["rules"].append(
+        {"record": "x", "expr": "1", "labels": {"signal": "availability"}}
+    )
     assert len(msgs(validate_alert_coverage, [monitored("prometheus-operator"), rule])) == 1
 
 
@@ -389,8 +418,18 @@ def test_in_process_alerts():
 
 
 def test_in_process_signal_under_labels_counts():
-    doc = {"alerts": {"rules": [{"name": "a", "labels": {"signal": "error_rate"}}, {"name": "b", "signal": "availability"}]}}
-    assert msgs(validate_alert_coverage, [monitored("in-process"), gateway_configmap(data={"runtime.json": json.dumps(doc)})]) == []
+    doc = {
+        "alerts": {
+            "rules": [{"name": "a", "labels": {"signal": "error_rate"}}, {"name": "b", "signal": "availability"}]
+        }
+    }
+    assert (
+        msgs(
+            validate_alert_coverage,
+            [monitored("in-process"), gateway_configmap(data={"runtime.json": json.dumps(doc)})],
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from policy_builders import PROD_CONFIG, good_stack
+from policy_engine import load_manifests
+from policy_fakes import TESTS_DIR, FakeResource, FakeResourceArgs, FakeStackArgs, Violations, urn_for
 from pulumi_policy import (
+    PolicyCustomTimeouts,
     PolicyResource,
     PolicyResourceOptions,
-    PolicyCustomTimeouts,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     StackValidationArgs,
@@ -32,10 +36,7 @@ from pulumi_policy.proxy import (
 )
 
 from agent_policies import ALL_POLICIES
-from policy_engine import load_manifests
 from agent_policies.k8s import UNKNOWN, plain
-from policy_fakes import TESTS_DIR, FakeResource, FakeResourceArgs, FakeStackArgs, Violations, urn_for
-from policy_builders import PROD_CONFIG, good_stack
 
 OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
 

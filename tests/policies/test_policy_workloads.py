@@ -1,15 +1,6 @@
 """container-probes, topology-spread, hpa-sane, agent-termination-grace."""
 
 import pytest
-from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
-
-from agent_policies.workloads import (
-    validate_agent_termination_grace,
-    validate_container_probes,
-    validate_hpa_sane,
-    validate_topology_spread,
-)
-from policy_fakes import run_resource
 from policy_builders import (
     container,
     cronjob,
@@ -20,6 +11,15 @@ from policy_builders import (
     job_pod_spec,
     pod_spec,
     statefulset,
+)
+from policy_fakes import run_resource
+from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE
+
+from agent_policies.workloads import (
+    validate_agent_termination_grace,
+    validate_container_probes,
+    validate_hpa_sane,
+    validate_topology_spread,
 )
 
 # --- container-probes ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Shared fixtures for the runtime tests: a fake clock, fault-injecting agent servers, a gateway.
+"""Shared fixtures for the runtime tests: a fake clock, fault-injecting agent servers, a gateway, a webhook receiver.
 
 Every server listens on 127.0.0.1 on a port the OS picks, so parallel runs never collide.
 """
@@ -309,3 +309,39 @@ class RawClient:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class Receiver:
+    """An Alertmanager-webhook receiver: records every POST, can be told to fail."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict] = []
+        self.fail_next = 0
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.fail_next:
+            self.fail_next -= 1
+            return web.Response(status=500, text="down")
+        self.payloads.append(body)
+        return web.Response(text="ok")
+
+    def take(self) -> list[dict]:
+        out, self.payloads = self.payloads, []
+        return out
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    rec.url = f"http://127.0.0.1:{port}/hook"
+    yield rec
+    await runner.cleanup()

@@ -1,7 +1,8 @@
 """In-process alert evaluation (agent_runtime.alerts) against a real webhook on 127.0.0.1.
 
 Time is a fake clock stepped by the tests; the gateway's registry is a real prometheus_client
-registry holding the gateway's own metric declarations (`tests/gateway_metrics.py`); notifications go over real HTTP to an aiohttp receiver.
+registry holding the gateway's own metric declarations (`tests/gateway_metrics.py`); notifications
+go over real HTTP to an aiohttp receiver.
 """
 
 from __future__ import annotations
@@ -11,77 +12,35 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent_runtime.alerts import (
     AlertEvaluator,
+    DnsSource,
     HttpSource,
     RegistrySource,
     SignalComputer,
+    expand,
     fingerprint,
     histogram_quantile,
-    expand,
     samples_from_registry,
 )
 from agent_runtime.config import AlertingConfig, AlertRule
 from agent_runtime.metrics_signals import AgentQueueMetrics
 from tests.gateway_metrics import GatewayReplica
+from tests.runtime.conftest import FakeClock, Receiver
 
 
-class Clock:
-    """Manual time: tests step it, nothing sleeps to pass time."""
+class Clock(FakeClock):
+    """The fake clock at a realistic epoch: notifications carry its time as dates."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Receiver:
-    """An Alertmanager-webhook receiver: records every POST, can be told to fail."""
-
-    def __init__(self) -> None:
-        self.payloads: list[dict] = []
-        self.fail_next = 0
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if self.fail_next:
-            self.fail_next -= 1
-            return web.Response(status=500, text="down")
-        self.payloads.append(body)
-        return web.Response(text="ok")
-
-    def take(self) -> list[dict]:
-        out, self.payloads = self.payloads, []
-        return out
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"http://127.0.0.1:{port}/hook"
-    yield rec
-    await runner.cleanup()
+        super().__init__(start)
 
 
 def traffic(m: GatewayReplica, route: str, ok: int, errors: int = 0) -> None:
@@ -91,7 +50,7 @@ def traffic(m: GatewayReplica, route: str, ok: int, errors: int = 0) -> None:
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 ERROR_RULE = AlertRule(
@@ -131,7 +90,13 @@ async def test_pending_firing_keep_firing_resolved_over_real_webhook(receiver: R
         await ev.evaluate_once()
         fired_at = clock.now
         [note] = receiver.take()
-        labels = {"alertname": "HighErrors", "route": "chat", "severity": "critical", "signal": "error_rate", "team": "agents"}
+        labels = {
+            "alertname": "HighErrors",
+            "route": "chat",
+            "severity": "critical",
+            "signal": "error_rate",
+            "team": "agents",
+        }
         assert note == {
             "version": "4",
             "groupKey": '{}:{alertname="HighErrors"}',
@@ -217,7 +182,10 @@ async def test_grouping_common_labels_and_partial_resolution(receiver: Receiver)
         await ev.evaluate_once()
         [note] = receiver.take()
         assert note["status"] == "firing"
-        assert [(a["labels"]["route"], a["status"]) for a in note["alerts"]] == [("chat", "firing"), ("search", "resolved")]
+        assert [(a["labels"]["route"], a["status"]) for a in note["alerts"]] == [
+            ("chat", "firing"),
+            ("search", "resolved"),
+        ]
     finally:
         await ev.close()
 
@@ -256,6 +224,7 @@ async def test_scraped_metrics_from_several_replicas(receiver: Receiver) -> None
     registries[1].breaker_state.labels("chat", "e1").set(1)
     runners, urls = [], []
     for g in registries:
+
         async def metrics(_: web.Request, g: GatewayReplica = g) -> web.Response:
             return web.Response(body=g.render(), content_type="text/plain")
 
@@ -429,3 +398,44 @@ async def test_run_loop_stops(receiver: Receiver) -> None:
     await asyncio.wait_for(task, 2)
     assert task.done() and task.exception() is None
     await ev.close()
+
+
+@pytest.mark.asyncio
+async def test_dns_source_scrapes_every_address_the_name_has_now() -> None:
+    """A headless Service's name: each ready pod is one address on the same port; the queue is their sum."""
+    queues = {"127.0.0.1": 3.0, "127.0.0.2": 4.0}
+    port = None
+    runners = []
+    for address, length in queues.items():
+        registry = CollectorRegistry()
+        AgentQueueMetrics(registry).length.labels("workers").set(length)
+
+        async def metrics(_: web.Request, registry: CollectorRegistry = registry) -> web.Response:
+            return web.Response(body=generate_latest(registry), content_type="text/plain")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, address, port or 0)
+        await site.start()
+        port = port or site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runners.append(runner)
+    answers = [["127.0.0.1", "127.0.0.2", "127.0.0.3"], ["127.0.0.2"]]  # .3 never answers; then a pod left
+
+    async def resolve(host: str, p: int) -> list[str]:
+        assert (host, p) == ("workers-headless.agents.svc.cluster.local", port)
+        return answers.pop(0)
+
+    source = DnsSource("workers-headless.agents.svc.cluster.local", port, resolve=resolve, timeout_seconds=1)
+    try:
+        first = [s for s in await source.collect() if s.name == "agent_queue_length"]
+        assert sorted(s.value for s in first) == [3.0, 4.0]
+        assert {dict(s.labels)["instance"] for s in first} == {f"127.0.0.1:{port}", f"127.0.0.2:{port}"}
+        second = [s for s in await source.collect() if s.name == "agent_queue_length"]
+        assert [s.value for s in second] == [4.0]
+        real = DnsSource("localhost", port)
+        assert 3.0 in [s.value for s in await real.collect() if s.name == "agent_queue_length"]
+    finally:
+        for r in runners:
+            await r.cleanup()

@@ -19,7 +19,8 @@ from agent_runtime.alerts import AlertEvaluator, RegistrySource, SignalComputer,
 from agent_runtime.alerts.rules import HEALTH_ERR, HEALTH_OK, HEALTH_UNKNOWN
 from agent_runtime.config import AlertingConfig, AlertRule
 from tests.gateway_metrics import GatewayReplica
-from tests.runtime.test_alerts import Clock, Receiver, receiver  # noqa: F401  (fixture)
+from tests.runtime.conftest import Receiver
+from tests.runtime.test_alerts import Clock
 
 
 def _metric(replica: GatewayReplica, name: str, **labels: str) -> float | None:

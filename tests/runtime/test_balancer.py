@@ -155,7 +155,7 @@ def test_slow_start_ramps_a_new_endpoints_share(clock: FakeClock):
 def test_least_connections_prefers_fewest_in_flight():
     e = eps(4)
     b = Balancer(BalancerConfig(strategy="least_connections"), e)
-    for ep, n in zip(e, (3, 1, 0, 2)):
+    for ep, n in zip(e, (3, 1, 0, 2), strict=True):
         for _ in range(n):
             b.start(ep)
     assert b.pick() is e[2]
@@ -168,7 +168,7 @@ def test_least_connections_prefers_fewest_in_flight():
 def test_ewma_strategies_avoid_a_slow_endpoint_and_a_stalled_one(strategy, clock: FakeClock):
     e = eps(3)
     b = Balancer(BalancerConfig(strategy=strategy), e, clock=clock, rng=random.Random(1))
-    for ep, rtt in zip(e, (0.010, 0.010, 0.500)):
+    for ep, rtt in zip(e, (0.010, 0.010, 0.500), strict=True):
         t = b.start(ep)
         clock.advance(rtt)
         b.finish(ep, t)

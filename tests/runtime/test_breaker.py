@@ -134,7 +134,8 @@ def test_slow_calls_open_the_breaker(clock: FakeClock):
 
 
 def test_time_based_window_forgets_old_failures(clock: FakeClock):
-    cb = CircuitBreaker(cfg(sliding_window_type="time_based", sliding_window_size=10, minimum_number_of_calls=4), clock=clock)
+    config = cfg(sliding_window_type="time_based", sliding_window_size=10, minimum_number_of_calls=4)
+    cb = CircuitBreaker(config, clock=clock)
     fail(cb, 3)
     clock.advance(11)  # those failures are now outside the 10 s window
     for _ in range(3):

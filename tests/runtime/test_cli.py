@@ -43,7 +43,10 @@ def good_config(port: int, backend_port: int) -> dict:
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda c: c["routes"][0].update(breaker={"failure_rate_threshold": 150}), "routes[0].breaker.failure_rate_threshold"),
+        (
+            lambda c: c["routes"][0].update(breaker={"failure_rate_threshold": 150}),
+            "routes[0].breaker.failure_rate_threshold",
+        ),
         (lambda c: c["routes"][0]["discovery"].update(kind="dns"), "routes[0].discovery"),
         (lambda c: c["gateway"].update(max_in_flite=10), "gateway.max_in_flite"),
     ],
@@ -85,7 +88,10 @@ def test_gateway_process_serves_and_stops_on_sigterm(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "runtime")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent_runtime", "gateway", "--config", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 15

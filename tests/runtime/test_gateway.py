@@ -10,14 +10,13 @@ import logging
 import os
 import time
 
-import aiohttp
 import pytest
 
 from agent_runtime import metrics
 from agent_runtime.access_log import AccessLog
 from agent_runtime.breaker import State
 
-from .conftest import Agent, route
+from .conftest import route
 
 pytestmark = pytest.mark.asyncio
 

@@ -261,12 +261,15 @@ async def test_long_agent_runs_are_bounded_by_the_route_deadline_and_stream_idle
     async with gw.get("/stream?chunks=6&pause=0.2&size=1000") as r:
         assert r.status == 200 and len(await r.read()) == 6000
     # One that pauses longer than the idle timeout is cut, and counted as the error it is.
-    before = sample("agent_gateway_requests_total", {"route": "stream", "endpoint": f"127.0.0.1:{b.port}", "code": "502"})
+    cut = {"route": "stream", "endpoint": f"127.0.0.1:{b.port}", "code": "502"}
+    before = sample("agent_gateway_requests_total", cut)
     with pytest.raises(aiohttp.ClientPayloadError):
         async with gw.get("/stream?chunks=3&pause=0.9&size=1000") as r:
             await r.read()
     await asyncio.sleep(0.05)
-    after = sample("agent_gateway_requests_total", {"route": "stream", "endpoint": f"127.0.0.1:{b.port}", "code": "502"})
+    after = sample(
+        "agent_gateway_requests_total", {"route": "stream", "endpoint": f"127.0.0.1:{b.port}", "code": "502"}
+    )
     assert after == before + 1
 
 

@@ -13,7 +13,7 @@ from .conftest import Agent, FakeClock
 
 
 def setup(clock: FakeClock, n: int = 4, **kw) -> tuple[Balancer, OutlierDetector, list[Endpoint]]:
-    eps = [Endpoint("10.0.0.%d" % i, 80) for i in range(n)]
+    eps = [Endpoint(f"10.0.0.{i}", 80) for i in range(n)]
     b = Balancer(BalancerConfig(strategy="round_robin", slow_start_seconds=0), eps, clock=clock)
     cfg = dict(consecutive_5xx=3, consecutive_gateway_failure=2, base_ejection_time_seconds=10,
                max_ejection_time_seconds=25, max_ejection_percent=50)
@@ -111,7 +111,7 @@ def test_ejection_time_jitter_spreads_returns_within_the_bound(clock: FakeClock)
 
     returns = []
     for seed in range(20):
-        eps = [Endpoint("10.0.0.%d" % i, 80) for i in range(4)]
+        eps = [Endpoint(f"10.0.0.{i}", 80) for i in range(4)]
         b = Balancer(BalancerConfig(strategy="round_robin", slow_start_seconds=0), eps, clock=clock)
         od = OutlierDetector(OutlierConfig(consecutive_5xx=1, base_ejection_time_seconds=10,
                                            max_ejection_time_jitter_seconds=5), b, clock=clock,
@@ -124,7 +124,7 @@ def test_ejection_time_jitter_spreads_returns_within_the_bound(clock: FakeClock)
 
 def test_refused_ejections_are_counted(clock: FakeClock):
     refused = []
-    eps = [Endpoint("10.0.0.%d" % i, 80) for i in range(4)]
+    eps = [Endpoint(f"10.0.0.{i}", 80) for i in range(4)]
     b = Balancer(BalancerConfig(strategy="round_robin", slow_start_seconds=0), eps, clock=clock)
     od = OutlierDetector(OutlierConfig(consecutive_5xx=1, max_ejection_percent=25), b, clock=clock,
                          on_refused=lambda ep, reason: refused.append((ep.key, reason)))

@@ -115,7 +115,9 @@ def test_backup_then_restore_is_row_for_row_equal(pg: TempPostgres, tmp_path: Pa
     assert fingerprint_db(pg, "app1_restored") == fingerprint_db(pg, "app1")
     # Replacing what a database holds takes --replace naming it, for that run.
     pg.psql("DELETE FROM public.items WHERE id % 2 = 0", "app1_restored")
-    result = run(pg, "restore", "--config", str(config), "--target-database", "app1_restored", "--replace", "app1_restored")
+    result = run(
+        pg, "restore", "--config", str(config), "--target-database", "app1_restored", "--replace", "app1_restored"
+    )
     assert result.returncode == 0, result.stderr
     assert fingerprint_db(pg, "app1_restored") == fingerprint_db(pg, "app1")
 
@@ -289,8 +291,16 @@ def test_drill_restores_into_a_separate_scratch_server(pg: TempPostgres, tmp_pat
     assert run(pg, "backup", "--config", str(config)).returncode == 0
     with TempPostgres(password=pg.password) as scratch:
         result = run(
-            pg, "drill", "--config", str(config),
-            "--scratch-host", scratch.host, "--scratch-port", str(scratch.port), "--scratch-user", scratch.user,
+            pg,
+            "drill",
+            "--config",
+            str(config),
+            "--scratch-host",
+            scratch.host,
+            "--scratch-port",
+            str(scratch.port),
+            "--scratch-user",
+            scratch.user,
             "--keep-scratch",
         )
         assert result.returncode == 0, result.stdout + result.stderr
@@ -311,8 +321,9 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -329,7 +340,9 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
     proc.wait(10)
 
 
-def test_backup_and_drill_metrics_land_in_a_real_pushgateway(pg: TempPostgres, tmp_path: Path, pushgateway: str) -> None:
+def test_backup_and_drill_metrics_land_in_a_real_pushgateway(
+    pg: TempPostgres, tmp_path: Path, pushgateway: str
+) -> None:
     """What the alert rules read: backup_age and drill RTO/RPO series, grouped per namespace and source."""
     import urllib.request
 
@@ -342,15 +355,21 @@ def test_backup_and_drill_metrics_land_in_a_real_pushgateway(pg: TempPostgres, t
     config.write_text(json.dumps(raw))
     env = {**pg.env, "POD_NAMESPACE": "agents-test"}
     for command in ("backup", "drill"):
-        result = subprocess.run([*RUNTIME, command, "--config", str(config)], capture_output=True, text=True,
-                                env=env, timeout=300)
+        result = subprocess.run(
+            [*RUNTIME, command, "--config", str(config)], capture_output=True, text=True, env=env, timeout=300
+        )
         assert result.returncode == 0, result.stderr
     text = urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5).read().decode()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in text_string_to_metric_families(text) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
     [backup] = BackupStore(tmp_path / "backups").backups("db")
-    key = ("agent_backup_last_success_timestamp_seconds",
-           (("instance", ""), ("job", "agent-backup"), ("namespace", "agents-test"), ("source", "db")))
+    key = (
+        "agent_backup_last_success_timestamp_seconds",
+        (("instance", ""), ("job", "agent-backup"), ("namespace", "agents-test"), ("source", "db")),
+    )
     assert samples[key] == pytest.approx(backup.manifest["finished_at"])
     drill_labels = (("instance", ""), ("job", "agent-restore-drill"), ("namespace", "agents-test"))
     assert samples[("agent_restore_drill_rto_seconds", drill_labels)] > 0
@@ -359,7 +378,8 @@ def test_backup_and_drill_metrics_land_in_a_real_pushgateway(pg: TempPostgres, t
     # The Pushgateway is gone: the backup is still made, but the job fails loudly, in one line.
     raw["pushgateway_url"] = "http://127.0.0.1:9"
     config.write_text(json.dumps(raw))
-    result = subprocess.run([*RUNTIME, "backup", "--config", str(config)], capture_output=True, text=True,
-                            env=env, timeout=300)
+    result = subprocess.run(
+        [*RUNTIME, "backup", "--config", str(config)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert any(json.loads(ln)["msg"] == "metrics export failed" for ln in result.stderr.splitlines())

@@ -6,9 +6,9 @@ import hashlib
 import io
 import json
 import os
-import tarfile
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 

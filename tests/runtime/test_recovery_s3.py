@@ -9,15 +9,13 @@ the Jobs get them from their Secrets.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -98,18 +96,26 @@ def s3_config(tmp: Path, pg: TempPostgres, s3: S3Server, database: str, bucket: 
 def secret_env(pg: TempPostgres, s3: S3Server, password: str) -> dict[str, str]:
     """What the Jobs get from their Secrets; nothing else (no RESTIC_*, no AWS_* from the host)."""
     env = {k: v for k, v in pg.env.items() if not k.startswith(("AWS_", "RESTIC_"))}
-    return {**env, "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-            "RESTIC_PASSWORD": password, "RESTIC_CACHE_DIR": str(Path(env.get("TMPDIR", "/tmp")) / "restic-cache-tests")}
+    return {
+        **env,
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+        "RESTIC_PASSWORD": password,
+        "RESTIC_CACHE_DIR": str(Path(env.get("TMPDIR", "/tmp")) / "restic-cache-tests"),
+    }
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*RUNTIME, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_backup_to_s3_is_encrypted_and_restores_on_another_server(pg: TempPostgres, s3: S3Server, tmp_path: Path) -> None:
+def test_backup_to_s3_is_encrypted_and_restores_on_another_server(
+    pg: TempPostgres, s3: S3Server, tmp_path: Path
+) -> None:
     make_app_db(pg, "s3app", rows=800)
-    pg.psql("INSERT INTO agents.conversations (id, owner, note) VALUES (999999, 'canary', 'plaintext-canary-7f3a')",
-            "s3app")
+    pg.psql(
+        "INSERT INTO agents.conversations (id, owner, note) VALUES (999999, 'canary', 'plaintext-canary-7f3a')", "s3app"
+    )
     config = s3_config(tmp_path, pg, s3, "s3app", "agent-backups")
     env = secret_env(pg, s3, "correct horse battery staple")
     result = run(env, "backup", "--config", str(config))
@@ -154,7 +160,10 @@ def _snapshots(env: dict[str, str], config: Path) -> list[dict]:
     raw = json.loads(config.read_text())
     t = raw["target"]
     out = subprocess.run(
-        ["restic", "snapshots", "--json"], capture_output=True, text=True, check=True,
+        ["restic", "snapshots", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
         env={**env, "RESTIC_REPOSITORY": f"s3:{t['endpoint']}/{t['bucket']}/{t['prefix']}"},
     ).stdout
     return json.loads(out or "[]")
@@ -170,12 +179,17 @@ def test_retention_by_count_and_age_is_applied_in_the_store(pg: TempPostgres, s3
     assert run(env, "backup", "--config", str(config)).returncode == 0
     # An old snapshot of this source, 30 days back (restic --time), and one of another source.
     repo = {**env, "RESTIC_REPOSITORY": f"s3:{s3.endpoint}/keep-backups/agents/prod"}
-    old = (datetime.now(timezone.utc) - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S")
+    old = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "manifest.json").write_text("{}")
     for tags in ("agent-platform,source=db,backup=old", "agent-platform,source=other,backup=old"):
-        subprocess.run(["restic", "backup", "--host", "agent-platform", "--time", old, "--tag", tags, "."],
-                       cwd=tmp_path / "old", env=repo, check=True, capture_output=True)
+        subprocess.run(
+            ["restic", "backup", "--host", "agent-platform", "--time", old, "--tag", tags, "."],
+            cwd=tmp_path / "old",
+            env=repo,
+            check=True,
+            capture_output=True,
+        )
     assert len(_snapshots(env, config)) == 3
     for _ in range(2):
         result = run(env, "backup", "--config", str(config))
@@ -199,7 +213,9 @@ def test_s3_without_its_secrets_is_one_clear_usage_error(pg: TempPostgres, s3: S
     assert result.returncode == 2 and "RESTIC_PASSWORD" in result.stderr and "encryption_secret" in result.stderr
 
 
-def test_a_hostile_snapshot_tag_cannot_place_files_outside_staging(pg: TempPostgres, s3: S3Server, tmp_path: Path) -> None:
+def test_a_hostile_snapshot_tag_cannot_place_files_outside_staging(
+    pg: TempPostgres, s3: S3Server, tmp_path: Path
+) -> None:
     make_app_db(pg, "s3tag", rows=20)
     config = s3_config(tmp_path, pg, s3, "s3tag", "tag-backups")
     env = secret_env(pg, s3, "tag-key")
@@ -208,13 +224,34 @@ def test_a_hostile_snapshot_tag_cannot_place_files_outside_staging(pg: TempPostg
     evil.mkdir()
     (evil / "manifest.json").write_text("{}")
     repo = {**env, "RESTIC_REPOSITORY": f"s3:{s3.endpoint}/tag-backups/agents/prod"}
-    subprocess.run(["restic", "backup", "--host", "agent-platform", "--tag",
-                    "agent-platform,source=db,backup=../../../escaped", "."],
-                   cwd=evil, env=repo, check=True, capture_output=True)
+    subprocess.run(
+        [
+            "restic",
+            "backup",
+            "--host",
+            "agent-platform",
+            "--tag",
+            "agent-platform,source=db,backup=../../../escaped",
+            ".",
+        ],
+        cwd=evil,
+        env=repo,
+        check=True,
+        capture_output=True,
+    )
     staging = tmp_path / "staging"
     staging.mkdir()
-    result = run(env, "restore", "--config", str(config), "--target-dir", str(staging),
-                 "--target-database", "s3tag_copy", "--create")
+    result = run(
+        env,
+        "restore",
+        "--config",
+        str(config),
+        "--target-dir",
+        str(staging),
+        "--target-database",
+        "s3tag_copy",
+        "--create",
+    )
     assert result.returncode == 1 and "invalid backup tag" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "escaped").exists() and not (staging.parent / "escaped").exists()
 

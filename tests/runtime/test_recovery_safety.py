@@ -45,7 +45,9 @@ def databases(pg: TempPostgres) -> set[str]:
     return set(pg.psql("SELECT datname FROM pg_database").splitlines())
 
 
-def test_drill_on_the_live_server_with_a_63_byte_name_never_touches_the_source(pg: TempPostgres, tmp_path: Path) -> None:
+def test_drill_on_the_live_server_with_a_63_byte_name_never_touches_the_source(
+    pg: TempPostgres, tmp_path: Path
+) -> None:
     name = "agents_" + "x" * 56
     assert len(name) == 63
     make_app_db(pg, name, rows=300)
@@ -122,7 +124,9 @@ def test_restore_over_newer_rows_is_refused_and_names_what_it_found(pg: TempPost
     assert fingerprint_db(pg, "live") == before
 
     # Confirming another name is no confirmation; the old --clean explains what replaced it.
-    assert run(pg, "restore", "--config", str(config), "--target-database", "live", "--replace", "other").returncode == 4
+    assert (
+        run(pg, "restore", "--config", str(config), "--target-database", "live", "--replace", "other").returncode == 4
+    )
     result = run(pg, "restore", "--config", str(config), "--target-database", "live", "--clean")
     assert result.returncode == 2 and "--replace" in result.stderr
     assert fingerprint_db(pg, "live") == before

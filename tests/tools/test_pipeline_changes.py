@@ -67,11 +67,18 @@ def test_mandatory_violation_closes_the_gate_advisory_does_not():
 
 
 def test_stack_policy_without_resource_and_engine_error_are_reported():
-    outcome = Outcome.from_events("prod", [
-        policy("namespace-default-deny", "mandatory", "Namespace agents has no default-deny NetworkPolicy"),
-        diagnostic("<{%reset%}>stacks/Pulumi.prod.yaml: agent-platform:gateway.replicas (1) must be >= 2 in prod<{%reset%}>\n"),
-        diagnostic("just a warning", severity="warning"),
-    ], failed=True)
+    outcome = Outcome.from_events(
+        "prod",
+        [
+            policy("namespace-default-deny", "mandatory", "Namespace agents has no default-deny NetworkPolicy"),
+            diagnostic(
+                "<{%reset%}>stacks/Pulumi.prod.yaml: agent-platform:gateway.replicas (1) must be >= 2 in prod"
+                "<{%reset%}>\n"
+            ),
+            diagnostic("just a warning", severity="warning"),
+        ],
+        failed=True,
+    )
     assert outcome.violations[0].resource == "stack"
     assert outcome.errors == ["stacks/Pulumi.prod.yaml: agent-platform:gateway.replicas (1) must be >= 2 in prod"]
     text = report.preview_markdown(outcome)
@@ -96,7 +103,14 @@ def test_a_table_cell_never_breaks_the_table():
 
 
 def test_property_paths_as_the_engine_writes_them():
-    assert split_path('spec.template.spec.containers[0].image') == ["spec", "template", "spec", "containers", 0, "image"]
+    assert split_path("spec.template.spec.containers[0].image") == [
+        "spec",
+        "template",
+        "spec",
+        "containers",
+        0,
+        "image",
+    ]
     assert split_path('metadata.labels["app.kubernetes.io/name"]') == ["metadata", "labels", "app.kubernetes.io/name"]
     props = {"spec": {"containers": [{"image": "a"}]}, "metadata": {"labels": {"a.b/c": "x"}}}
     assert value_at(props, "spec.containers[0].image") == "a"
@@ -107,11 +121,18 @@ def test_property_paths_as_the_engine_writes_them():
 def test_a_violation_reported_before_its_step_still_names_the_object():
     # The engine runs resource policies before it announces the step (seen with the real engine).
     u, new = _deployment("local", 1, image="worker:latest")
-    outcome = Outcome.from_events("local", [
-        policy("image-pinned", "mandatory",
-               "Container images are pinned.\nDeployment 'agents-local/workers': image uses ':latest'. Fix: pin it.\n", u),
-        step("create", DEPLOY, u, None, new),
-    ])
+    outcome = Outcome.from_events(
+        "local",
+        [
+            policy(
+                "image-pinned",
+                "mandatory",
+                "Container images are pinned.\nDeployment 'agents-local/workers': image uses ':latest'. Fix: pin it.\n",
+                u,
+            ),
+            step("create", DEPLOY, u, None, new),
+        ],
+    )
     (violation,) = outcome.violations
     assert violation.resource == "Deployment agents-staging/workers"
     assert violation.message == "Deployment 'agents-local/workers': image uses ':latest'. Fix: pin it."

@@ -6,7 +6,7 @@ import datetime as dt
 
 from tools.pipeline.drills import verdict
 
-NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(hours=48)
 
 

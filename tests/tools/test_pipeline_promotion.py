@@ -40,7 +40,10 @@ def test_dev_to_staging_changes_exactly_the_travelling_lines():
     # Every other line, comments and flow-style lists included, is byte for byte the same.
     assert _changed_lines(before, result.text) == [
         ("      image: ghcr.io/acme/agents/worker:0.4.2", "      image: ghcr.io/acme/agents/worker:0.5.0-rc.1"),
-        ("      image: ghcr.io/acme/agents/coordinator:0.4.2", "      image: ghcr.io/acme/agents/coordinator:0.5.0-rc.1"),
+        (
+            "      image: ghcr.io/acme/agents/coordinator:0.4.2",
+            "      image: ghcr.io/acme/agents/coordinator:0.5.0-rc.1",
+        ),
         ("      max_run_seconds: 900", "      max_run_seconds: 600"),
         ("      image: ghcr.io/acme/agents/specialist:0.4.2", "      image: ghcr.io/acme/agents/specialist:0.5.0-rc.1"),
     ]
@@ -54,8 +57,13 @@ def test_environment_specific_values_never_travel():
     source = _text("staging").replace("replicas: 2", "replicas: 7").replace("agents-staging", "agents-elsewhere")
     result = promote_text(source, _text("prod"), "s", "p")
     travelled = {c.path.rsplit(".", 1)[-1] for c in result.changes}
-    assert travelled <= {"image", "capabilities", "max_run_seconds", "default_deadline_seconds",
-                         *promotion.ROUTE_FIELDS}
+    assert travelled <= {
+        "image",
+        "capabilities",
+        "max_run_seconds",
+        "default_deadline_seconds",
+        *promotion.ROUTE_FIELDS,
+    }
     target = promotion.plain_values(promotion.parse(result.text, "p"))
     original = promotion.plain_values(promotion.parse(_text("prod"), "p"))
     for key in ("namespace", "environment", "kubernetes", "backup", "monitoring", "quota"):
@@ -70,7 +78,8 @@ def test_route_settings_travel_by_route_name_and_path_prefixes_stay():
     target = _text("staging").replace("path_prefix: /v1/tools", "path_prefix: /tools")
     result = promote_text(source, target, "s", "t")
     assert [(c.path, c.old, c.new) for c in result.changes] == [
-        ("routes.specialists.retry", {"max_attempts": 2}, {"max_attempts": 3})]
+        ("routes.specialists.retry", {"max_attempts": 2}, {"max_attempts": 3})
+    ]
     assert "path_prefix: /tools" in result.text and "retry: {max_attempts: 3}" in result.text
 
 
@@ -96,17 +105,26 @@ def test_digests_travel_exactly():
     assert f"image: {digest}\n" in result.text
 
 
-@pytest.mark.parametrize("text, message", [
-    ("config: [1, 2", "s: not valid YAML (line"),
-    ("just: text\n", "s: no `config:` mapping"),
-    ("config:\n  agent-platform:clusters: {workers: 1}\n  agent-platform:gateway: {image: a:1}\n",
-     "s: agent-platform:clusters must be a list"),
-    ("config:\n  agent-platform:clusters: [{image: a:1}]\n  agent-platform:gateway: {image: a:1}\n",
-     "s: agent-platform:clusters[0].name is required"),
-    ("config:\n  agent-platform:clusters: [{name: a}, {name: a}]\n  agent-platform:gateway: {}\n",
-     "two items are named 'a'"),
-    ("config:\n  agent-platform:clusters: [{name: a}]\n", "s: agent-platform:gateway must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("config: [1, 2", "s: not valid YAML (line"),
+        ("just: text\n", "s: no `config:` mapping"),
+        (
+            "config:\n  agent-platform:clusters: {workers: 1}\n  agent-platform:gateway: {image: a:1}\n",
+            "s: agent-platform:clusters must be a list",
+        ),
+        (
+            "config:\n  agent-platform:clusters: [{image: a:1}]\n  agent-platform:gateway: {image: a:1}\n",
+            "s: agent-platform:clusters[0].name is required",
+        ),
+        (
+            "config:\n  agent-platform:clusters: [{name: a}, {name: a}]\n  agent-platform:gateway: {}\n",
+            "two items are named 'a'",
+        ),
+        ("config:\n  agent-platform:clusters: [{name: a}]\n", "s: agent-platform:gateway must be a mapping"),
+    ],
+)
 def test_hostile_source_files_are_one_clear_error(text, message):
     with pytest.raises(PromotionError) as err:
         promote_text(text, _text("staging"), "s", "t")

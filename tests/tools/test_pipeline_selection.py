@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from tools.pipeline.selection import all_stacks, changed_paths, touched
 from tests.stacks import ROOT
+from tools.pipeline.selection import all_stacks, changed_paths, touched
 
 STACKS = ["local", "dev", "staging", "prod"]
 

@@ -98,7 +98,7 @@ def _drill_check(values: dict, stack: str, max_age: dt.timedelta) -> drills.Dril
     except Exception as err:  # noqa: BLE001 - any failure to read the cluster means "not known green"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return drills.DrillStatus(False, f"cannot read the restore drills of {stack} from its cluster: {first}")
-    return drills.verdict(jobs, namespace, dt.datetime.now(dt.timezone.utc), max_age)
+    return drills.verdict(jobs, namespace, dt.datetime.now(dt.UTC), max_age)
 
 
 def cmd_promote(args: argparse.Namespace, target: engine.Target) -> tuple[int, str]:
@@ -139,7 +139,7 @@ def cmd_promote(args: argparse.Namespace, target: engine.Target) -> tuple[int, s
         refusals.append(drill.reason)
     changes = _changes_table(planned)
     if refusals:
-        body = [f"**Refused**: " + "; ".join(refusals) + ".", "", *checks, "", report.preview_markdown(source_run)]
+        body = ["**Refused**: " + "; ".join(refusals) + ".", "", *checks, "", report.preview_markdown(source_run)]
         return GATE_CLOSED, report.document(f"{title}: refused", body)
     if not planned.changes:
         return OK, report.document(f"{title}: nothing to promote", [*checks, "", *_notes(planned)])
@@ -198,7 +198,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", type=Path, help="also write the report to this file")
     sub = p.add_subparsers(dest="command", required=True)
     pv = sub.add_parser("preview", help="preview every stack a change touches, with the policy pack")
-    pv.add_argument("--stack", action="append", help="a stack to preview (repeatable); default: all, or --changed-since")
+    pv.add_argument(
+        "--stack", action="append", help="a stack to preview (repeatable); default: all, or --changed-since"
+    )
     pv.add_argument("--changed-since", metavar="REF", help="only the stacks touched since the merge base with REF")
     dp = sub.add_parser("deploy", help="pulumi up of one stack, refused on mandatory violations")
     dp.add_argument("env")
@@ -206,8 +208,13 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("source", metavar="FROM")
     pr.add_argument("target", metavar="TO")
     pr.add_argument("--dry-run", action="store_true", help="preview the promotion, leave TO's file unchanged")
-    pr.add_argument("--drill-max-age", type=float, default=48.0, metavar="HOURS",
-                    help="the newest passing restore drill of FROM may be this old (default 48)")
+    pr.add_argument(
+        "--drill-max-age",
+        type=float,
+        default=48.0,
+        metavar="HOURS",
+        help="the newest passing restore drill of FROM may be this old (default 48)",
+    )
     dr = sub.add_parser("drift", help="refresh + expect-no-changes preview; report each drifted field")
     dr.add_argument("env")
     return p

@@ -7,7 +7,8 @@ objects `EngineEvent.from_json` makes from an `--event-log` line), so nothing he
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # Ops as the engine names them, grouped the way `pulumi preview` counts them: a replacement is
 # one "replace" whatever its create/delete halves are called.

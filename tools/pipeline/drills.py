@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 DRILL_CRONJOB = "restore-drill"
 
@@ -25,7 +26,7 @@ class DrillStatus:
 
 def _time(value: Any) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     if isinstance(value, str) and value:
         return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return None
@@ -59,18 +60,26 @@ def verdict(jobs: Iterable[dict[str, Any]], namespace: str, now: dt.datetime,
             if result is not None:
                 finished.append((result[1], result[0], result[2], job["metadata"]["name"]))
     if not finished:
-        return DrillStatus(False, f"no restore drill has finished in {namespace} "
-                                  f"(run one: kubectl -n {namespace} create job --from=cronjob/{DRILL_CRONJOB} drill-now)")
+        return DrillStatus(
+            False,
+            f"no restore drill has finished in {namespace} "
+            f"(run one: kubectl -n {namespace} create job --from=cronjob/{DRILL_CRONJOB} drill-now)",
+        )
     when, outcome, message, name = max(finished)
     stamp = when.strftime("%Y-%m-%d %H:%M UTC")
     if outcome == "Failed":
-        return DrillStatus(False, f"the last restore drill in {namespace} (Job {name}, {stamp}) failed"
-                                  + (f": {message}" if message else ""))
+        return DrillStatus(
+            False,
+            f"the last restore drill in {namespace} (Job {name}, {stamp}) failed" + (f": {message}" if message else ""),
+        )
     age = now - when
     if age > max_age:
         hours = age.total_seconds() / 3600
-        return DrillStatus(False, f"the last passing restore drill in {namespace} (Job {name}, {stamp}) is "
-                                  f"{hours:.0f} h old, older than the {max_age.total_seconds() / 3600:.0f} h allowed")
+        return DrillStatus(
+            False,
+            f"the last passing restore drill in {namespace} (Job {name}, {stamp}) is "
+            f"{hours:.0f} h old, older than the {max_age.total_seconds() / 3600:.0f} h allowed",
+        )
     return DrillStatus(True, f"the last restore drill in {namespace} (Job {name}, {stamp}) passed")
 
 

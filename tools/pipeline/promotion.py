@@ -148,7 +148,7 @@ def _indentation(text: str) -> dict[str, int]:
     """The block-sequence indentation the file uses (`key:` then `  - item` is offset 2), so
     that rewriting it moves no line that promotion did not change."""
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    for above, line in zip(lines, lines[1:]):
+    for above, line in zip(lines, lines[1:], strict=False):
         if above.rstrip().endswith(":") and line.lstrip().startswith("- "):
             offset = (len(line) - len(line.lstrip())) - (len(above) - len(above.lstrip()))
             if offset >= 0:
@@ -169,19 +169,24 @@ def promote(source_doc: Any, target_doc: Any, source_name: str, target_name: str
     src_config, dst_config = _config(source_doc, source_name), _config(target_doc, target_name)
     changes: list[Change] = []
     notes: list[str] = []
-    src_clusters, dst_clusters = _named(src_config, "clusters", source_name), _named(dst_config, "clusters", target_name)
+    src_clusters = _named(src_config, "clusters", source_name)
+    dst_clusters = _named(dst_config, "clusters", target_name)
     for name, src in src_clusters.items():
         dst = dst_clusters.get(name)
         if dst is None:
-            notes.append(f"cluster {name!r} is not declared in {target_name}: not promoted "
-                         "(its replicas and resources are the target's to choose; add it there first)")
+            notes.append(
+                f"cluster {name!r} is not declared in {target_name}: not promoted "
+                "(its replicas and resources are the target's to choose; add it there first)"
+            )
             continue
         for field in CLUSTER_FIELDS:
             _copy_field(src, dst, field, f"clusters.{name}.{field}", changes)
     for name in dst_clusters.keys() - src_clusters.keys():
         notes.append(f"cluster {name!r} exists only in {target_name}: left as it is")
-    src_gateway, dst_gateway = (_mapping(src_config, "gateway", source_name),
-                                _mapping(dst_config, "gateway", target_name))
+    src_gateway, dst_gateway = (
+        _mapping(src_config, "gateway", source_name),
+        _mapping(dst_config, "gateway", target_name),
+    )
     for field in GATEWAY_FIELDS:
         _copy_field(src_gateway, dst_gateway, field, f"gateway.{field}", changes)
     src_routes = _named(src_config, "routes", source_name, required=False)
@@ -191,8 +196,10 @@ def promote(source_doc: Any, target_doc: Any, source_name: str, target_name: str
     for name, src in src_routes.items():
         dst = dst_routes.get(name)
         if dst is None:
-            notes.append(f"route {name!r} is not declared in {target_name}: not promoted "
-                         "(its path prefix is the target's to choose; add it there first)")
+            notes.append(
+                f"route {name!r} is not declared in {target_name}: not promoted "
+                "(its path prefix is the target's to choose; add it there first)"
+            )
             continue
         for field in ROUTE_FIELDS:
             _copy_field(src, dst, field, f"routes.{name}.{field}", changes)
@@ -209,4 +216,4 @@ def promote(source_doc: Any, target_doc: Any, source_name: str, target_name: str
 def plain_values(document: Any) -> dict[str, Any]:
     """The `agent-platform:*` values without the prefix, as components.config reads them."""
     config = _plain(_config(document, "stack file"))
-    return {k[len(PREFIX):]: v for k, v in config.items() if k.startswith(PREFIX)}
+    return {k[len(PREFIX) :]: v for k, v in config.items() if k.startswith(PREFIX)}

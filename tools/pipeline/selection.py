@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 _STACK_FILE = re.compile(r"^stacks/(?:Pulumi|policy-config)\.(?P<stack>[A-Za-z0-9_.-]+?)\.(?:ya?ml|json)$")
 _INERT_PREFIXES = ("tests/", "bench/", "docs/", "tools/ci/", ".ci/", ".github/", ".gitlab/")

@@ -4,7 +4,7 @@ The same typed `AlertRule`s that `components/promql.py` turns into a PrometheusR
 here against the gateway's own registry, a scraped `/metrics` page or a textfile. One module per
 concept:
 
-- `sources`: where samples come from (`RegistrySource`, `HttpSource`, `FileSource`);
+- `sources`: where samples come from (`RegistrySource`, `HttpSource`, `DnsSource`, `FileSource`);
 - `signals`: one object per alert signal, yielding both its PromQL and its in-process value
   (ratios and quantiles over the rule's window from counter increases remembered between
   evaluations, gauges as they are now);
@@ -12,8 +12,8 @@ concept:
   `{{ $labels.route | toUpper }}`) and duration format; `annotations`: the text every rule gets;
 - `rules`: each rule's alerts go inactive -> pending -> firing after `for`, stay firing for
   `keep_firing_for` after the condition clears, and resolve; each rule has a health, and a
-  template that fails renders `<error expanding template: ...>` in that rule only
-  (Prometheus' `rules/alerting.go`);
+  template that fails renders `<error expanding template: ...>` in that rule only, as
+  Prometheus' `rules/alerting.go` does (which only logs it, where we also mark the rule "err");
 - `notifier`: grouping by `group_by`, deduplication by fingerprint, Alertmanager's webhook
   format (version "4"), `repeat_interval_seconds`; a failed POST is retried next evaluation;
 - `evaluator`: `AlertEvaluator` ties them together and exports its own health as metrics;
@@ -42,7 +42,15 @@ if TYPE_CHECKING:
     from .notifier import Notification, Notifier
     from .rules import Alert, RuleEvaluator, fingerprint
     from .signals import SIGNALS, Signal, SignalComputer, histogram_quantile
-    from .sources import FileSource, HttpSource, RegistrySource, Sample, samples_from_registry, samples_from_text
+    from .sources import (
+        DnsSource,
+        FileSource,
+        HttpSource,
+        RegistrySource,
+        Sample,
+        samples_from_registry,
+        samples_from_text,
+    )
     from .templates import TemplateError, check_template, duration, expand
 
 _EXPORTS = {
@@ -61,6 +69,7 @@ _EXPORTS = {
     "Signal": "signals",
     "SignalComputer": "signals",
     "histogram_quantile": "signals",
+    "DnsSource": "sources",
     "FileSource": "sources",
     "HttpSource": "sources",
     "RegistrySource": "sources",

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import AlertingConfig, ConfigError, load_json_config
 from .evaluator import AlertEvaluator
 from .rules import FIRING
-from .sources import FileSource, HttpSource, MetricsSource
+from .sources import DnsSource, FileSource, HttpSource, MetricsSource
 
 __all__ = ["main", "register"]
 
@@ -30,6 +30,13 @@ def _load_alerting(path: str) -> AlertingConfig:
     return load_json_config(path, AlertingConfig, _alerting_section)
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
 def register(subparsers: Any) -> None:
     """Add `alerts` to `python -m agent_runtime`'s subcommands."""
     p = subparsers.add_parser(
@@ -39,6 +46,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--config", required=True, help="runtime.json or an AlertingConfig JSON file")
     p.add_argument("--metrics-url", action="append", default=[], help="a /metrics URL to scrape (repeatable)")
+    p.add_argument(
+        "--metrics-dns", action="append", default=[], type=_host_port, metavar="HOST:PORT",
+        help="scrape /metrics on every address HOST resolves to, resolved at each evaluation "
+        "(a headless Service: every ready pod; repeatable)",
+    )
     p.add_argument("--metrics-file", action="append", default=[], help="a textfile to read (repeatable)")
     p.add_argument("--webhook-url", help="overrides webhook_url from the config")
     p.add_argument("--once", action="store_true", help="evaluate once and exit (status 1 if anything fires)")
@@ -54,9 +66,11 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     if args.webhook_url:
         config = config.model_copy(update={"webhook_url": args.webhook_url})
     sources: list[MetricsSource] = [HttpSource(u) for u in (*config.metrics_urls, *args.metrics_url)]
+    sources += [DnsSource(host, port) for host, port in args.metrics_dns]
     sources += [FileSource(f) for f in args.metrics_file]
     if not sources:
-        print("alerts: no metrics source (give --metrics-url or metrics_urls in the config)", file=sys.stderr)
+        print("alerts: no metrics source (give --metrics-url, --metrics-dns or metrics_urls in the config)",
+              file=sys.stderr)
         return 2
 
     async def main() -> int:

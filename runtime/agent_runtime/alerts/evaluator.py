@@ -194,7 +194,7 @@ class AlertEvaluator:
                 log.exception("alert evaluation failed")
             try:
                 await asyncio.wait_for(stop.wait(), self.config.evaluation_interval_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def close(self) -> None:

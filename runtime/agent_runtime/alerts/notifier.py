@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .rules import FIRING, INACTIVE, Alert
@@ -22,7 +22,7 @@ __all__ = ["Notification", "Notifier"]
 def _rfc3339(ts: float | None) -> str:
     if ts is None:
         return "0001-01-01T00:00:00Z"
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _common(dicts: Sequence[Mapping[str, str]]) -> dict[str, str]:

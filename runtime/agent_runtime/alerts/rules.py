@@ -1,10 +1,17 @@
 """One alerting rule's alerts through inactive / pending / firing, as Prometheus' AlertingRule.
 
-Each rule has a health, as in Prometheus' `rules/alerting.go`: "unknown" before its first
-evaluation, "ok" after a clean one, "err" when computing its signal failed or one of its
-annotation templates did not expand. A template that fails renders
-`<error expanding template: ...>` in that annotation and the alert is still sent; a rule that
-fails never stops the other rules.
+Each rule has a health with Prometheus' values ("unknown" before its first evaluation, "ok"
+after a clean one, "err"), and a rule that fails never stops the other rules. A template that
+fails renders `<error expanding template: ...>` in that annotation and the alert is still sent,
+as in Prometheus' `rules/alerting.go`.
+
+Where we differ on purpose: Prometheus only logs a failed template expansion (a warning per
+alert, every evaluation) and keeps the rule's health "ok"; its health goes "err" only when the
+query fails or the result breaks the rule (duplicate label sets, the alert limit). Here a failed
+template also marks the rule "err" with the annotation and error as `last_error`, so it shows
+in `agent_alert_rule_healthy` (there is no rules page to look at); the warning is logged when
+the rule's error changes, not every evaluation, and each failure is still counted in
+`agent_alert_template_expansion_failures_total`.
 """
 
 from __future__ import annotations

@@ -277,7 +277,8 @@ class LatencyQuantile(Signal):
 
     def promql(self, q: Query) -> str:
         buckets = selector(REQUEST_DURATION + "_bucket", q.matchers, *q.key_matchers(self.key_label))
-        return f"histogram_quantile({self.quantile:g}, sum by (route, le) (rate({buckets}[{duration(q.window_seconds)}])))"
+        rate = f"rate({buckets}[{duration(q.window_seconds)}])"
+        return f"histogram_quantile({self.quantile:g}, sum by (route, le) ({rate}))"
 
     def compute(self, data: SignalComputer, q: Query) -> Vector:
         per_route: dict[str, dict[float, float]] = {}
@@ -302,13 +303,17 @@ _AGGREGATE: dict[str, Callable[[list[float]], float]] = {"sum": sum, "max": max}
 class GaugeAggregate(Signal):
     """A gauge summed or maxed per instance label (queues per cluster, ejections per route)."""
 
-    def __init__(self, name: str, metric: str, key_label: str, agg: str, *, unit: str, what: str, humanize: str) -> None:
+    def __init__(
+        self, name: str, metric: str, key_label: str, agg: str, *, unit: str, what: str, humanize: str
+    ) -> None:
         self.name, self.metric, self.key_label, self.agg = name, metric, key_label, agg
         self.unit, self.what, self.humanize = unit, what, humanize
         self.exporter = "agents" if metric in (QUEUE_LENGTH, QUEUE_OLDEST_AGE) else "gateway"
 
     def promql(self, q: Query) -> str:
-        return f"{self.agg} by ({self.key_label}) ({selector(self.metric, q.matchers, *q.key_matchers(self.key_label))})"
+        return (
+            f"{self.agg} by ({self.key_label}) ({selector(self.metric, q.matchers, *q.key_matchers(self.key_label))})"
+        )
 
     def compute(self, data: SignalComputer, q: Query) -> Vector:
         groups: dict[str, list[float]] = {}
@@ -401,17 +406,42 @@ SIGNALS: dict[str, Signal] = {
         ErrorRatio("error_rate", complement=False),
         ErrorRatio("availability", complement=True),
         LatencyQuantile("latency_p99_seconds", 0.99),
-        GaugeAggregate("queue_length", QUEUE_LENGTH, "cluster", "sum", unit="items",
-                       what="queue length", humanize="humanize"),
-        GaugeAggregate("queue_oldest_age_seconds", QUEUE_OLDEST_AGE, "cluster", "max", unit="seconds",
-                       what="age of the oldest queued item", humanize="humanizeDuration"),
+        GaugeAggregate(
+            "queue_length", QUEUE_LENGTH, "cluster", "sum", unit="items", what="queue length", humanize="humanize"
+        ),
+        GaugeAggregate(
+            "queue_oldest_age_seconds",
+            QUEUE_OLDEST_AGE,
+            "cluster",
+            "max",
+            unit="seconds",
+            what="age of the oldest queued item",
+            humanize="humanizeDuration",
+        ),
         BreakerOpen(),
-        GaugeAggregate("endpoints_ejected", ENDPOINTS_EJECTED, "route", "max", unit="endpoints",
-                       what="endpoints ejected by outlier detection", humanize="humanize"),
-        SinceLast("backup_age_seconds", BACKUP_LAST_SUCCESS, "source",
-                  what="time since the last successful backup", fire_when_absent=True),
-        SinceLast("restore_drill_age_seconds", DRILL_LAST_SUCCESS, None,
-                  what="time since the last successful restore drill", fire_when_absent=False),
+        GaugeAggregate(
+            "endpoints_ejected",
+            ENDPOINTS_EJECTED,
+            "route",
+            "max",
+            unit="endpoints",
+            what="endpoints ejected by outlier detection",
+            humanize="humanize",
+        ),
+        SinceLast(
+            "backup_age_seconds",
+            BACKUP_LAST_SUCCESS,
+            "source",
+            what="time since the last successful backup",
+            fire_when_absent=True,
+        ),
+        SinceLast(
+            "restore_drill_age_seconds",
+            DRILL_LAST_SUCCESS,
+            None,
+            what="time since the last successful restore drill",
+            fire_when_absent=False,
+        ),
         GaugeMax("restore_drill_rto_seconds", DRILL_RTO, what="restore drill RTO"),
         GaugeMax("restore_drill_rpo_seconds", DRILL_RPO, what="restore drill RPO"),
     )

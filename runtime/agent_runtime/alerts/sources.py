@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
+    "DnsSource",
     "FileSource",
     "HttpSource",
     "Labels",
@@ -20,6 +25,8 @@ __all__ = [
 ]
 
 Labels = tuple[tuple[str, str], ...]
+
+log = logging.getLogger("agent_runtime.alerts")
 
 
 class Sample(NamedTuple):
@@ -95,6 +102,44 @@ class HttpSource:
             if own:
                 await session.close()
         return samples_from_text(text, {"instance": instance})
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+@dataclass
+class DnsSource:
+    """Every address a name resolves to, each scraped as its own HttpSource, resolved again at
+    every evaluation: a headless Service (one record per ready pod) read the way Prometheus'
+    `dns_sd_configs` reads it, where a Service's cluster IP would reach one pod at random.
+
+    One address that does not answer is logged and left out, so the others still count; a name
+    that does not resolve raises, and the evaluator logs the source as failed."""
+
+    host: str
+    port: int
+    path: str = "/metrics"
+    timeout_seconds: float = 5.0
+    session: Any = None
+    resolve: Callable[[str, int], Awaitable[list[str]]] = _resolve
+
+    def _url(self, address: str) -> str:
+        host = f"[{address}]" if ":" in address else address
+        return f"http://{host}:{self.port}{self.path}"
+
+    async def collect(self) -> list[Sample]:
+        addresses = await self.resolve(self.host, self.port)
+        scrapes = [HttpSource(self._url(a), self.timeout_seconds, self.session) for a in addresses]
+        results = await asyncio.gather(*(s.collect() for s in scrapes), return_exceptions=True)
+        out: list[Sample] = []
+        for scrape, result in zip(scrapes, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(json.dumps({"msg": "metrics source failed", "source": scrape.url, "error": str(result)}))
+            else:
+                out.extend(result)
+        return out
 
 
 @dataclass

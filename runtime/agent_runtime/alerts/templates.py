@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["NotInProcessError", "TemplateError", "check_template", "duration", "expand", "expand_or_error", "go_float"]
@@ -86,16 +86,16 @@ def _humanize(v: Any) -> str:
     if math.isnan(v) or math.isinf(v):
         return _special(v)
     if v == 0:
-        return "%.4g" % v
+        return f"{v:.4g}"
     prefix = ""
     if abs(v) >= 1:
         for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
             if abs(v) < 1000:
                 break
             prefix, v = p, v / 1000
-        return "%.4g%s" % (v, prefix)
+        return f"{v:.4g}{prefix}"
     v, prefix = _scale_down(v)
-    return "%.4g%s" % (v, prefix)
+    return f"{v:.4g}{prefix}"
 
 
 def _scale_down(v: float) -> tuple[float, str]:
@@ -113,13 +113,13 @@ def _humanize1024(v: Any) -> str:
     if math.isnan(v) or math.isinf(v):
         return _special(v)
     if abs(v) <= 1:
-        return "%.4g" % v
+        return f"{v:.4g}"
     prefix = ""
     for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
         if abs(v) < 1024:
             break
         prefix, v = p, v / 1024
-    return "%.4g%s" % (v, prefix)
+    return f"{v:.4g}{prefix}"
 
 
 def _humanize_duration(v: Any) -> str:
@@ -127,7 +127,7 @@ def _humanize_duration(v: Any) -> str:
     if math.isnan(v) or math.isinf(v):
         return _special(v)
     if v == 0:
-        return "%.4gs" % v
+        return f"{v:.4g}s"
     if abs(v) >= 1:
         sign = "-" if v < 0 else ""
         v = abs(v)
@@ -139,9 +139,9 @@ def _humanize_duration(v: Any) -> str:
             return f"{sign}{hours}h {minutes}m {seconds}s"
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
-        return "%s%.4gs" % (sign, v)
+        return f"{sign}{v:.4g}s"
     v, prefix = _scale_down(v)
-    return "%.4g%ss" % (v, prefix)
+    return f"{v:.4g}{prefix}s"
 
 
 def _humanize_timestamp(v: Any) -> str:
@@ -149,7 +149,7 @@ def _humanize_timestamp(v: Any) -> str:
     if math.isnan(v) or math.isinf(v):
         return _special(v)
     # Go's time.Time.String(): "2006-01-02 15:04:05.999999999 -0700 MST"
-    return datetime.fromtimestamp(v, timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+    return datetime.fromtimestamp(v, UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
 
 
 def _string(fn: Callable[[str], str]) -> Callable[..., str]:
@@ -426,7 +426,7 @@ def expand(
     external_url: str = "",
 ) -> str:
     """Expand one template for one alert; raises TemplateError as Prometheus' Expand would fail."""
-    data = {"labels": dict(labels), "value": value, "externalLabels": dict(external_labels or {}),
+    data: dict[str, Any] = {"labels": dict(labels), "value": value, "externalLabels": dict(external_labels or {}),
             "externalURL": external_url}
 
     def arg(a: Any) -> Any:
