@@ -35,7 +35,9 @@ from tests.pgtemp import TempPostgres
 MB = 1024 * 1024
 
 
-def _writer(conn: PgConn, ids: itertools.count, acked: dict[int, float], stop: threading.Event, deadline: float) -> None:
+def _writer(
+    conn: PgConn, ids: itertools.count, acked: dict[int, float], stop: threading.Event, deadline: float
+) -> None:
     session = PsqlSession(conn)
     try:
         while not stop.is_set() and time.monotonic() < deadline:
@@ -173,13 +175,16 @@ def run_pitr_phase(tmp: Path, *, fsync: bool, wal_mb: int, load_seconds: float, 
         shutil.rmtree(work, ignore_errors=True)
     rows_per_s = rate_window[1] / rate_window[0]
     print(
-        f"pitr: load {rows_per_s:.0f} commits/s from {writers} writers + {wal_bytes / MB:.0f} MB of WAL after the base; "
+        f"pitr: load {rows_per_s:.0f} commits/s from {writers} writers + {wal_bytes / MB:.0f} MB of WAL "
+        "after the base; "
         f"lost with WAL archiving {lost_wal} rows (RPO {rpo_wal:.2f} s); with only the periodic dump {lost_dump} rows "
-        f"(RPO {rpo_dump:.1f} s since the dump; at prod's hourly schedule, up to {rows_per_s * 3600:.0f} rows / 3600 s)",
+        f"(RPO {rpo_dump:.1f} s since the dump; at prod's hourly schedule, up to "
+        f"{rows_per_s * 3600:.0f} rows / 3600 s)",
         flush=True,
     )
     print(
-        f"pitr RTO: ours {ours_s:.2f} s (prepare+verify {result.prepare_seconds:.2f} s, replay {result.replay_seconds:.2f} s) "
+        f"pitr RTO: ours {ours_s:.2f} s (prepare+verify {result.prepare_seconds:.2f} s, "
+        f"replay {result.replay_seconds:.2f} s) "
         f"vs by hand with PostgreSQL's tools {hand_s:.2f} s (ratio {ours_s / hand_s:.2f}); "
         f"{wal_bytes / MB:.0f} MB of WAL, {archived_files} archived files; "
         f"rows restored ours {len(restored)} / by hand {len(hand)}",

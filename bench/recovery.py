@@ -32,8 +32,8 @@ from pathlib import Path
 from agent_runtime.config import BackupSource
 from agent_runtime.recovery import backup_source, drill, verify_backup
 from agent_runtime.recovery_pgserver import find_pg_bin
-from tests.pgtemp import TempPostgres
 from agent_runtime.recovery_store import BackupStore
+from tests.pgtemp import TempPostgres
 
 MB = 1024 * 1024
 

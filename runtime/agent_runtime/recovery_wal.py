@@ -256,6 +256,8 @@ class WalReceiver:
         if prune:
             self._last_prune = time.monotonic()
             self.prune_local()
+        if self.on_push:
+            self.on_push(started)
 
     def prune_local(self) -> list[str]:
         """Remove received WAL that no kept base backup needs (it is in the pushed snapshots
@@ -266,8 +268,6 @@ class WalReceiver:
         if not starts or not all(starts):
             return []
         return prune_wal(self.wal_dir, min(starts))
-        if self.on_push:
-            self.on_push(started)
 
     def run(self, stop: threading.Event, *, restart_delay: float = 2.0) -> None:
         """Until `stop` is set: keep pg_receivewal running, push on schedule. Then stop it cleanly

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgtemp import TempPostgres
 from agent_runtime.recovery_store import BackupStore
+from tests.pgtemp import TempPostgres
 
 RUNTIME = [sys.executable, "-m", "agent_runtime"]
 

@@ -32,6 +32,7 @@ from tests.pgtemp import TempPostgres
 RUNTIME = [sys.executable, "-m", "agent_runtime"]
 # Commit timestamps let the test name an exact recovery target and know which rows precede it.
 SOURCE_SETTINGS = {"track_commit_timestamp": "on"}
+EVENTS_TABLE = "CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz DEFAULT clock_timestamp(), payload text)"
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def source() -> Iterator[TempPostgres]:
     except FileNotFoundError as exc:
         pytest.fail(str(exc), pytrace=False)
     server.psql("CREATE DATABASE app")
-    server.psql("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz DEFAULT clock_timestamp(), payload text)", "app")
+    server.psql(EVENTS_TABLE, "app")
     yield server
     server.stop()
 
@@ -228,7 +229,8 @@ def test_pitr_to_latest_and_to_a_commit_time_after_losing_the_server(source: Tem
     # Streaming: only what the server had not yet sent when it died (its WAL writer's last ~200 ms).
     assert rpo < 5.0, f"{len(lost)} acknowledged rows lost, the oldest acknowledged {rpo:.2f} s before the loss"
     assert ids[-1] > max(commits) + 100, "latest must hold what was written after the target was chosen"
-    print(f"PITR latest: {len(writer.acked)} acknowledged, {len(lost)} lost (RPO {rpo:.2f} s), RTO {report['rto_seconds']} s")
+    print(f"PITR latest: {len(writer.acked)} acknowledged, {len(lost)} lost (RPO {rpo:.2f} s), "
+          f"RTO {report['rto_seconds']} s")
 
     # To a chosen time: exactly the rows committed at or before it.
     at = run(env, "pitr-restore", "--config", str(config), "--source", "app", "--data-dir", str(tmp_path / "at"),
@@ -244,8 +246,8 @@ def test_pitr_to_latest_and_to_a_commit_time_after_losing_the_server(source: Tem
     measured = json.loads(drill.stdout)
     assert measured["drill"] and measured["ok"] and measured["rto_seconds"] <= measured["rto_target_seconds"]
     assert 0 <= measured["rpo_seconds"] < 600 and measured["recovered_to"] == report["recovered_to"]
-    missed = run(env, "pitr-restore", "--config", str(write_config(tmp_path, source, drill={"rto_target_seconds": 0.001}, name="tight.json")),
-                 "--source", "app", "--drill", "--wal-dir", str(wal_dir))
+    tight = write_config(tmp_path, source, drill={"rto_target_seconds": 0.001}, name="tight.json")
+    missed = run(env, "pitr-restore", "--config", str(tight), "--source", "app", "--drill", "--wal-dir", str(wal_dir))
     assert missed.returncode == 1 and json.loads(missed.stdout)["ok"] is False
 
     # The restored directory is now a database: restoring over it is refused, and it is left alone.

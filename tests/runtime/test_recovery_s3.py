@@ -9,6 +9,7 @@ the Jobs get them from their Secrets.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -256,21 +257,30 @@ def test_a_hostile_snapshot_tag_cannot_place_files_outside_staging(
     assert not (tmp_path / "escaped").exists() and not (staging.parent / "escaped").exists()
 
 
-def test_pitr_from_s3_alone_after_losing_server_and_receiver(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_pitr_from_s3_alone_after_losing_server_and_receiver(s3: S3Server) -> None:
     """Issue 12 item 7 off the cluster: the server, the receiver and its volume are all lost;
     the base backup and the WAL pushed to the bucket bring back all but the last push interval."""
     import shutil
     import signal
     import tempfile
 
-    from .test_recovery_pitr import SOURCE_SETTINGS, Writer, assert_no_gap, lose, restored_ids, start_receiver, wait_for
+    from .test_recovery_pitr import (
+        EVENTS_TABLE,
+        SOURCE_SETTINGS,
+        Writer,
+        assert_no_gap,
+        lose,
+        restored_ids,
+        start_receiver,
+        wait_for,
+    )
 
     work = Path(tempfile.mkdtemp(prefix="pitr-s3-"))
     work.chmod(0o711)  # the postgres user replaying the restore passes through it
     source = TempPostgres(settings=SOURCE_SETTINGS).start()
     try:
         source.psql("CREATE DATABASE app")
-        source.psql("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz DEFAULT clock_timestamp(), payload text)", "app")
+        source.psql(EVENTS_TABLE, "app")
         push_interval = 1.0
         config = s3_config(work, source, s3, "app", "agent-pitr")
         raw = json.loads(config.read_text())
@@ -294,7 +304,8 @@ def test_pitr_from_s3_alone_after_losing_server_and_receiver(s3: S3Server, tmp_p
             _, receiver_log = receiver.communicate(timeout=30)
         shutil.rmtree(work / "receiver-volume")
 
-        result = run(env, "pitr-restore", "--config", str(config), "--source", "app", "--data-dir", str(work / "restored"))
+        result = run(env, "pitr-restore", "--config", str(config), "--source", "app",
+                     "--data-dir", str(work / "restored"))
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)
         ids = restored_ids(work / "restored", source.password)
@@ -304,6 +315,7 @@ def test_pitr_from_s3_alone_after_losing_server_and_receiver(s3: S3Server, tmp_p
         # Bounded by the push interval plus one upload (restic, a second or two here), far under a minute.
         assert rpo < push_interval + 5.0, f"{len(lost)} rows lost, RPO {rpo:.2f} s; receiver: {receiver_log[-3000:]}"
         assert ids[-1] > after_base + 500
+        assert '"msg": "WAL pushed"' in receiver_log
         print(f"PITR from S3: {len(writer.acked)} acknowledged, {len(lost)} lost (RPO {rpo:.2f} s, "
               f"push every {push_interval} s), RTO {report['rto_seconds']} s")
     finally:

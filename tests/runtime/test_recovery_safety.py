@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgtemp import TempPostgres
 from agent_runtime.recovery_sources import (
     PgConn,
     RecoveryError,
@@ -24,6 +23,7 @@ from agent_runtime.recovery_sources import (
     scratch_name,
 )
 from agent_runtime.recovery_store import BackupStore
+from tests.pgtemp import TempPostgres
 
 from .test_recovery import fingerprint_db, make_app_db, run, write_config
 
