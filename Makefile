@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up preview destroy lint test test-fast toolchain kube-toolchain s3-server system-deps schema bench clean
+.PHONY: up preview destroy lint test test-fast toolchain kube-toolchain node-toolchain images cluster-up cluster-down drills \
+	s3-server system-deps schema bench clean
 
 $(STAMP): requirements.txt runtime/pyproject.toml bench/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,29 @@ toolchain:
 
 kube-toolchain:
 	bash tools/build-kube.sh
+
+# The single node's own binaries (containerd, crictl, CoreDNS, kube-router, metrics-server).
+node-toolchain: kube-toolchain
+	bash tools/build-node.sh
+
+# The runtime, reference agent and PostgreSQL images for the node (debootstrap + PyPI wheels, as
+# OCI archives in the cache), rebuilt only when an input changes.
+images: $(STAMP) system-deps
+	$(PY) -m tools.node.platform_images
+
+# A real single-node Kubernetes in a network namespace, the node stack deployed on it by
+# `pulumi up`, and the gateway forwarded to 127.0.0.1:8080. `make cluster-down` removes it all.
+cluster-up: $(STAMP) toolchain node-toolchain images
+	$(PY) -m tools.node up
+	$(PY) -m tools.node deploy
+
+cluster-down: $(STAMP)
+	$(PY) -m tools.node down
+
+# The drills against the node `make cluster-up` deployed (tools/drills); the reliability report,
+# with a timeline per drill, goes to build/drills/report.md.
+drills: $(STAMP)
+	$(PY) -m tools.drills --out build/drills
 
 # The S3-compatible server the recovery tests store off-cluster backups in (versitygw).
 s3-server:
@@ -43,7 +67,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: lint $(STAMP) toolchain kube-toolchain system-deps s3-server
+test: lint $(STAMP) toolchain node-toolchain system-deps s3-server images
 	$(PY) -m pytest
 
 # Components, config, runtime and policies only: no engine, no API server.

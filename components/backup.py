@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from agent_runtime.config import BackupConfig, BackupSource, BackupTarget
+from agent_runtime.config import BackupConfig, BackupSource, BackupTarget, RestoreDrillConfig
 from components import labels as L
 from components import workload
 from components.config import PlatformConfig, Resources, ResourceSpec
@@ -22,12 +22,21 @@ CONFIG_FILE = "backup.json"
 TARGET_DIR = "/backups"
 SOURCE_DIR = "/source"
 # The drill restores into a throwaway PostgreSQL beside it, never into a live database.
-SCRATCH_POSTGRES_IMAGE = "postgres:15.10-bookworm"
 JOB_RESOURCES = ResourceSpec(requests=Resources(cpu="250m", memory="256Mi"),
                              limits=Resources(cpu="1", memory="1Gi"))
 # A restore is never scheduled: this CronJob is suspended and used as a template with
 # `kubectl create job --from=cronjob/restore-<source> restore-now`.
 NEVER = "0 0 31 2 *"
+# The components of every pod that reads or writes agent state. The NetworkPolicies
+# (components/platform.py) let exactly these reach the databases, the target and the Pushgateway.
+STATE_COMPONENTS = ("backup", "restore", "restore-drill", "wal-receiver")
+
+
+def job_labels(component: str, source: str | None) -> dict[str, str]:
+    """The labels of one backup, restore or drill Job's pods."""
+    assert component in STATE_COMPONENTS
+    name = component if source is None else f"{component}-{source}"
+    return {**L.selector_labels(name, component), L.PART_OF_KEY: L.PART_OF}
 
 
 def backup_args(command: str, source: BackupSource | None, pushgateway_url: str | None = None) -> list[str]:
@@ -148,13 +157,14 @@ class Backup(pulumi.ComponentResource):
             k8s.batch.v1.CronJob(
                 f"{name}-{source.name}",
                 metadata=meta(f"backup-{source.name}", "backup", annotations),
-                spec=workload.cron_job_spec(backup.schedule, pod("backup", source)),
+                spec=workload.cron_job_spec(backup.schedule, pod("backup", source), job_labels("backup", source.name)),
                 opts=child,
             )
             k8s.batch.v1.CronJob(
                 f"{name}-restore-{source.name}",
                 metadata=meta(f"restore-{source.name}", "restore", {L.BACKUP_SOURCE: source.name}),
-                spec={**workload.cron_job_spec(NEVER, pod("restore", source)), "suspend": True},
+                spec={**workload.cron_job_spec(NEVER, pod("restore", source), job_labels("restore", source.name)),
+                      "suspend": True},
                 opts=child,
             )
             self.schedules[source.name] = backup.schedule
@@ -167,7 +177,8 @@ class Backup(pulumi.ComponentResource):
                 metadata=meta("restore-drill", "restore-drill"),
                 spec=workload.cron_job_spec(
                     backup.drill.schedule,
-                    pod("drill", None, init_containers=[_scratch_postgres()]),
+                    pod("drill", None, init_containers=[_scratch_postgres(backup.drill)]),
+                    job_labels("restore-drill", None),
                 ),
                 opts=child,
             )
@@ -287,23 +298,25 @@ def wal_archiving(name: str, source: BackupSource, backup: BackupConfig, meta, s
     k8s.batch.v1.CronJob(
         f"{name}-basebackup-{source.name}",
         metadata=meta(f"basebackup-{source.name}", "backup", {L.BACKUP_SOURCE: source.name}),
-        spec=workload.cron_job_spec(wal.base_backup_schedule, workload.job_pod_spec([container], volumes)),
+        spec=workload.cron_job_spec(wal.base_backup_schedule, workload.job_pod_spec([container], volumes),
+                                    job_labels("backup", source.name)),
         opts=opts,
     )
     return wal.base_backup_schedule
 
 
-def _scratch_postgres() -> dict[str, Any]:
+def _scratch_postgres(drill: RestoreDrillConfig) -> dict[str, Any]:
     """A native sidecar (restartPolicy Always init container): it runs beside the drill and is
     stopped when the drill finishes, so the Job completes."""
     return {
         "name": "scratch-postgres",
-        "image": SCRATCH_POSTGRES_IMAGE,
+        "image": drill.scratch_image,
         "restartPolicy": "Always",
         "env": [{"name": "POSTGRES_HOST_AUTH_METHOD", "value": "trust"}, {"name": "PGDATA", "value": "/tmp/pgdata"}],
         "ports": [{"containerPort": 5432, "name": "postgres"}],
         "resources": workload.resources(JOB_RESOURCES),
-        "securityContext": {**workload.container_security_context(), "runAsUser": 999, "runAsGroup": 999},
+        "securityContext": {**workload.container_security_context(), "runAsUser": drill.scratch_uid,
+                            "runAsGroup": drill.scratch_uid},
         "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}, "periodSeconds": 2},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "pg-run", "mountPath": "/var/run/postgresql"}],
     }

@@ -32,6 +32,7 @@ from agent_runtime.config import (
     Strategy,
 )
 from agent_runtime.alerts.templates import NotInProcessError, TemplateError, check_template
+from components import labels as L
 from components.image_ref import pinning_problem
 from components.quantity import PATTERN as QUANTITY_PATTERN, parse_quantity
 
@@ -287,6 +288,28 @@ class ImageBuildConfig(Model):
     push: bool = False
 
 
+class DatabaseConfig(Model):
+    """A PostgreSQL the stack runs for agent state (components/database.py)."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    image: str
+    database: str = Field("agents", min_length=1, max_length=63)
+    user: str = Field("agents", min_length=1, max_length=63)
+    # The password comes from this Secret (key `password_secret_key`), never from the stack file.
+    password_secret: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    password_secret_key: str = Field("password", pattern=r"^[-._a-zA-Z0-9]+$")
+    port: int = Field(5432, ge=1024, le=65535)
+    volume_size: Quantity = "1Gi"
+    storage_class: str | None = None
+    resources: ResourceSpec = ResourceSpec(requests=Resources(cpu="100m", memory="256Mi"),
+                                           limits=Resources(cpu="1", memory="1Gi"))
+
+    @field_validator("volume_size", mode="before")
+    @classmethod
+    def _is_quantity(cls, value: Any) -> str:
+        return _quantity(value)
+
+
 class PlatformConfig(Model):
     """The whole stack: one namespace, its agent clusters, the gateway, monitoring, backups."""
 
@@ -302,6 +325,8 @@ class PlatformConfig(Model):
     monitoring: MonitoringConfig = MonitoringConfig()
     backup: BackupConfig = BackupConfig()
     quota: QuotaConfig = QuotaConfig()
+    # PostgreSQL servers the stack runs itself; agents and backup sources name them as hosts.
+    databases: tuple[DatabaseConfig, ...] = ()
 
     @field_validator("clusters")
     @classmethod
@@ -338,6 +363,11 @@ class PlatformConfig(Model):
                     f"monitoring.rules[{index}].route ({rule.route!r}) names no route "
                     f"(routes: {', '.join(sorted(seen_names))})"
                 )
+        services = {"gateway", *names, *(L.headless_service_name(n) for n in names)}
+        for index, db in enumerate(self.databases):
+            if db.name in services:
+                raise ValueError(f"databases[{index}].name ({db.name!r}) is already a Service of this stack")
+            services.add(db.name)
         if self.backup.enabled and not self.backup.sources:
             raise ValueError("backup.sources: backup.enabled needs at least one source")
         source_names = [s.name for s in self.backup.sources]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import pulumi
@@ -12,7 +13,8 @@ from agent_runtime.alerts.signals import SIGNALS
 from components import labels as L
 from components.agent_cluster import AgentCluster
 from components.config import PlatformConfig
-from components.backup import Backup
+from components.backup import STATE_COMPONENTS, Backup
+from components.database import COMPONENT as DATABASE_COMPONENT, Database, serves
 from components.gateway import Gateway
 from components.image import RuntimeImage
 from components.monitoring import Monitoring, alert_rules
@@ -54,12 +56,33 @@ def runtime_config(config: PlatformConfig, alert_rules: tuple[rt.AlertRule, ...]
     )
 
 
+def url_port(url: str) -> int:
+    """The TCP port a client of `url` connects to (NetworkPolicies allow ports, not names)."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _tcp(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": p} for p in sorted(set(ports))]
+
+
 def network_policies(config: PlatformConfig, gateway_selector: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Default deny, then exactly the flows the platform needs. Pure, so it is tested directly."""
+    """Default deny, then exactly the flows the platform needs. Pure, so it is tested directly.
+
+    A destination outside the cluster is known only by its DNS name, which a NetworkPolicy
+    cannot match: those flows (external databases, the S3 store, the Pushgateway, the alert
+    webhook) are opened by port, for the pods that need them and no others."""
     agent_ports = sorted({c.port for c in config.clusters})
     agents = {"matchLabels": L.agents_selector()}
     gateway = {"matchLabels": gateway_selector}
-    return {
+    state_jobs = {"matchExpressions": [{"key": L.COMPONENT, "operator": "In", "values": list(STATE_COMPONENTS)}]}
+    databases = {"matchLabels": {L.COMPONENT: DATABASE_COMPONENT}}
+    database_ports = sorted({db.port for db in config.databases})
+    external_db_ports = sorted({
+        s.port for s in config.backup.sources
+        if s.kind == "postgres" and not any(serves(db, s.host, config.namespace) for db in config.databases)
+    }) if config.backup.enabled else []
+    policies: dict[str, dict[str, Any]] = {
         "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
         "allow-dns": {
             "podSelector": {},
@@ -69,26 +92,31 @@ def network_policies(config: PlatformConfig, gateway_selector: dict[str, str]) -
                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
             }],
         },
+        # Clients reach the routes' listener only; the admin listener is for Prometheus (below).
         "allow-gateway-ingress": {
             "podSelector": gateway,
             "policyTypes": ["Ingress"],
-            "ingress": [{"ports": [{"protocol": "TCP", "port": config.gateway.port}]}],
+            "ingress": [{"ports": _tcp(config.gateway.port)}],
         },
         "allow-gateway-to-agents": {
             "podSelector": agents,
             "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{"podSelector": gateway}],
-                "ports": [{"protocol": "TCP", "port": p} for p in agent_ports],
-            }],
+            "ingress": [{"from": [{"podSelector": gateway}], "ports": _tcp(*agent_ports)}],
         },
         "allow-gateway-egress-to-agents": {
             "podSelector": gateway,
             "policyTypes": ["Egress"],
-            "egress": [{"to": [{"podSelector": agents}], "ports": [{"protocol": "TCP", "port": p} for p in agent_ports]}],
+            "egress": [{"to": [{"podSelector": agents}], "ports": _tcp(*agent_ports)}],
         },
-        # Agents call model APIs and tools outside the cluster; only cluster-internal addresses
-        # other than DNS stay closed.
+        # A multi-agent system: agents of every cluster call one another.
+        "allow-agents-to-agents": {
+            "podSelector": agents,
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": agents}], "ports": _tcp(*agent_ports)}],
+            "egress": [{"to": [{"podSelector": agents}], "ports": _tcp(*agent_ports)}],
+        },
+        # Agents call model APIs and tools outside the cluster; cluster-internal addresses stay
+        # closed except through the policies above and below.
         "allow-agent-egress": {
             "podSelector": agents,
             "policyTypes": ["Egress"],
@@ -100,19 +128,58 @@ def network_policies(config: PlatformConfig, gateway_selector: dict[str, str]) -
             "policyTypes": ["Ingress"],
             "ingress": [{
                 "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-                "ports": [{"protocol": "TCP", "port": p} for p in sorted({*agent_ports, config.gateway.port})],
+                "ports": _tcp(*agent_ports, config.gateway.admin_port),
             }],
         },
     }
+    if database_ports:
+        policies["allow-database-clients"] = {
+            "podSelector": databases,
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": agents}, {"podSelector": state_jobs}],
+                         "ports": _tcp(*database_ports)}],
+        }
+        policies["allow-agents-to-databases"] = {
+            "podSelector": agents,
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": databases}], "ports": _tcp(*database_ports)}],
+        }
+    if external_db_ports:
+        policies["allow-agents-to-external-databases"] = {
+            "podSelector": agents,
+            "policyTypes": ["Egress"],
+            "egress": [{"ports": _tcp(*external_db_ports)}],
+        }
+    if config.backup.enabled:
+        egress: list[dict[str, Any]] = []
+        if database_ports:
+            egress.append({"to": [{"podSelector": databases}], "ports": _tcp(*database_ports)})
+        outside = [*external_db_ports]
+        if config.backup.target.kind == "s3" and config.backup.target.endpoint:
+            outside.append(url_port(config.backup.target.endpoint))
+        if config.backup.pushgateway_url:
+            outside.append(url_port(config.backup.pushgateway_url))
+        if outside:
+            egress.append({"ports": _tcp(*outside)})
+        if egress:
+            policies["allow-backup-egress"] = {"podSelector": state_jobs, "policyTypes": ["Egress"], "egress": egress}
+    if config.monitoring.webhook_url and config.monitoring.mode == "in-process":
+        policies["allow-gateway-egress-to-webhook"] = {
+            "podSelector": gateway,
+            "policyTypes": ["Egress"],
+            "egress": [{"ports": _tcp(url_port(config.monitoring.webhook_url))}],
+        }
+    return policies
 
 
 class Platform(pulumi.ComponentResource):
     """Everything one stack deploys: Namespace, ResourceQuota, LimitRange, NetworkPolicies, the
-    agent clusters, the gateway, monitoring and backups."""
+    stack's own databases, the agent clusters, the gateway, monitoring and backups."""
 
     namespace: pulumi.Output[str]
     gateway_url: pulumi.Output[str]
     clusters: dict[str, AgentCluster]
+    databases: dict[str, Database]
 
     def __init__(self, name: str, config: PlatformConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("agent-platform:index:Platform", name, None, opts)
@@ -173,6 +240,11 @@ class Platform(pulumi.ComponentResource):
             k8s.networking.v1.NetworkPolicy(f"{name}-{policy_name}", metadata=meta(policy_name), spec=spec, opts=in_ns)
 
         skip_await = config.kubernetes.skip_await
+        self.databases = {
+            db.name: Database(f"{name}-db-{db.name}", db, namespace=ns, environment=env,
+                              skip_await=skip_await, opts=in_ns)
+            for db in config.databases
+        }
         self.clusters = {
             cluster.name: AgentCluster(
                 f"{name}-{cluster.name}",

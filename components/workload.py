@@ -215,8 +215,13 @@ def job_pod_spec(
     return spec
 
 
-def cron_job_spec(schedule: str, pod_spec: dict[str, Any], deadline_seconds: int = 6 * 3600) -> dict[str, Any]:
-    """Never two runs at once (Forbid), bounded runtime, a short history of both outcomes."""
+def cron_job_spec(
+    schedule: str, pod_spec: dict[str, Any], pod_labels: dict[str, str], deadline_seconds: int = 6 * 3600
+) -> dict[str, Any]:
+    """Never two runs at once (Forbid), bounded runtime, a short history of both outcomes.
+
+    `pod_labels` go on the Job's pods: the NetworkPolicies select them by component, and a pod
+    without labels only ever gets the namespace's default deny."""
     return {
         "schedule": schedule,
         "concurrencyPolicy": "Forbid",
@@ -226,6 +231,6 @@ def cron_job_spec(schedule: str, pod_spec: dict[str, Any], deadline_seconds: int
         "jobTemplate": {"spec": {
             "backoffLimit": 2,
             "activeDeadlineSeconds": deadline_seconds,
-            "template": {"spec": pod_spec},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
         }},
     }

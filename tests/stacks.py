@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-STACKS = ("local", "dev", "staging", "prod")
+STACKS = ("local", "dev", "staging", "prod", "node")
 PREFIX = "agent-platform:"
 
 

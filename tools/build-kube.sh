@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Builds a real Kubernetes control plane for the cluster tests (tests/cluster) from the Go
-# module proxy, into a cache outside the repository keyed by version (nothing built is
-# committed; CI on the same machine reuses the binaries). Idempotent: a binary that is already
-# there is not rebuilt. The last line on stdout is the bin directory.
+# Builds a real Kubernetes control plane and node binaries for the cluster and node tests
+# (tests/cluster, tests/node) from the Go module proxy, into a cache outside the repository keyed
+# by version (nothing built is committed; CI on the same machine reuses the binaries).
+# Idempotent: a binary that is already there is not rebuilt. Each build prints its elapsed time
+# on stderr. The last line on stdout is the bin directory.
 #
-#   kube-apiserver, kube-controller-manager   k8s.io/kubernetes $KUBE_VERSION  (tools/go/kube)
+#   kube-apiserver, kube-controller-manager,
+#   kube-scheduler, kubelet, kube-proxy       k8s.io/kubernetes $KUBE_VERSION  (tools/go/kube)
 #   etcd                                      go.etcd.io/etcd/server/v3 $ETCD_VERSION (tools/go/kube/etcd)
+#
+# The node's binaries come from the same release as the API server (version skew is then never a
+# question); tools/build-node.sh builds the rest of the node (containerd, CoreDNS, ...).
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces every staging module with a
 # ./staging path that the module zip lacks. The wrapper module replaces them with the published
@@ -43,22 +48,27 @@ kube_ldflags() {
   echo "$flags"
 }
 
-for name in kube-apiserver kube-controller-manager; do
+# nice: the machine's cores are shared with the tests and other builds.
+for name in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
   if [ ! -x "$bin/$name" ]; then
-    echo "building $name $KUBE_VERSION (10+ minutes on a cold cache with 2 cores)" >&2
+    echo "building $name $KUBE_VERSION with $(go version | cut -d' ' -f3) (minutes on a cold cache with 2 cores)" >&2
+    start=$SECONDS
     ldflags="$(kube_ldflags)"
-    (cd "$here/go/kube" && go build -trimpath -ldflags "$ldflags" \
+    (cd "$here/go/kube" && nice -n 19 go build -trimpath -ldflags "$ldflags" \
        -o "$bin/$name.tmp" "k8s.io/kubernetes/cmd/$name")
     mv "$bin/$name.tmp" "$bin/$name"
+    echo "built $name in $((SECONDS - start))s" >&2
   fi
 done
 
 if [ ! -x "$bin/etcd" ]; then
   echo "building etcd $ETCD_VERSION (a few minutes on a cold cache)" >&2
-  (cd "$here/go/kube/etcd" && go build -trimpath \
+  start=$SECONDS
+  (cd "$here/go/kube/etcd" && nice -n 19 go build -trimpath \
      -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
      -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3)
   mv "$bin/etcd.tmp" "$bin/etcd"
+  echo "built etcd in $((SECONDS - start))s" >&2
 fi
 
 echo "$bin"

@@ -2,7 +2,7 @@
 
 Commands come from a registry of modules: each module that exists and defines
 `register(subparsers)` adds its own subcommands (`gateway` here; `backup`, `restore`, `verify`
-from `recovery`; `alerts` from `alerts`). Each subcommand sets `func(args) -> exit code`.
+from `recovery`; `alerts` from `alerts`; `agent`, the reference agent). Each subcommand sets `func(args) -> exit code`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import importlib
 import sys
 
 # Modules that may contribute subcommands; a module that is not installed is skipped.
-COMMAND_MODULES = ("agent_runtime.gateway", "agent_runtime.recovery", "agent_runtime.alerts")
+COMMAND_MODULES = (
+    "agent_runtime.gateway", "agent_runtime.recovery", "agent_runtime.alerts", "agent_runtime.agent",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -455,6 +455,10 @@ class RestoreDrillConfig(Model):
     schedule: str = "30 4 * * *"
     rto_target_seconds: PositiveSeconds = 900.0
     rpo_target_seconds: PositiveSeconds = 86400.0
+    # The scratch PostgreSQL the drill restores into (a sidecar of the drill Job), and the
+    # non-root user its image runs as (999 in the official image).
+    scratch_image: str = Field("postgres:15.10-bookworm", min_length=1)
+    scratch_uid: int = Field(999, ge=1, le=2147483647)
 
 
 class BackupConfig(Model):

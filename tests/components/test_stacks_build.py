@@ -7,6 +7,7 @@ import pytest
 from tests.stacks import STACKS, stack_values
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -45,9 +46,10 @@ def test_every_container_has_limits_probes_and_restricted_security(run_stack, st
 def test_selectors_of_services_pdbs_and_hpas_match_their_deployment(run_stack, stack):
     mocks = run_stack(stack_values(stack), stack)
     deployments = {d.inputs["metadata"]["name"]: d for d in mocks.of_type(DEPLOYMENT)}
+    workloads = {**deployments, **{s.inputs["metadata"]["name"]: s for s in mocks.of_type(STATEFUL_SET)}}
     for service in mocks.of_type("kubernetes:core/v1:Service"):
         selector = service.inputs["spec"]["selector"]
-        matches = [name for name, d in deployments.items()
+        matches = [name for name, d in workloads.items()
                    if selector.items() <= d.inputs["spec"]["template"]["metadata"]["labels"].items()]
         assert len(matches) == 1, f"{service.name} selects {matches}"
     for pdb in mocks.of_type("kubernetes:policy/v1:PodDisruptionBudget"):

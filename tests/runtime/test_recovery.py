@@ -122,6 +122,18 @@ def test_backup_then_restore_is_row_for_row_equal(pg: TempPostgres, tmp_path: Pa
     assert fingerprint_db(pg, "app1_restored") == fingerprint_db(pg, "app1")
 
 
+def test_an_empty_database_backs_up_verifies_and_drills(pg: TempPostgres, tmp_path: Path) -> None:
+    # A new stack's database has no tables yet; its first backup must not fail verification (the
+    # node tier's restore drill did, so the backup alert would have fired on a healthy stack).
+    pg.psql("CREATE DATABASE empty_app")
+    config = write_config(tmp_path, pg, "empty_app")
+    assert run(pg, "backup", "--config", str(config)).returncode == 0
+    result = run(pg, "verify", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    result = run(pg, "drill", "--config", str(config))
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
 @pytest.mark.parametrize("damage", ["corrupted", "truncated"])
 def test_damaged_backup_is_detected_and_never_restored(pg: TempPostgres, tmp_path: Path, damage: str) -> None:
     make_app_db(pg, "app2", rows=2000)
