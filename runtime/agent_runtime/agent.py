@@ -11,6 +11,10 @@ tier and the drills. It behaves the way the platform expects an agent to (the co
   as an overloaded agent should, so the gateway can go elsewhere.
 - `POST <any prefix>/burn` with `{"seconds": S}`: keeps one core busy for S seconds (bounded like
   a run), for autoscaling drills.
+- With AGENT_DATABASE_DSN set (agent_runtime.agent_state), state in the agent database:
+  `POST <any prefix>/remember` with `{"conversation": C, "text": T}` stores a message (201), and
+  `GET <any prefix>/history?conversation=C` lists that conversation's messages. Without it both
+  are 404; with the database down, 503 and Retry-After.
 - Every answer carries `x-agent-pod` (POD_NAME), so a client can tell which replica served it.
 - SIGTERM (after the pod's preStop pause): readiness goes to 503, requests still in flight finish
   (new ones are still served, the gateway may not have seen the pod go yet), and the process exits
@@ -34,8 +38,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from agent_runtime.agent_state import ConversationStore, StateUnavailable
+
 POD_HEADER = "x-agent-pod"
 MAX_BODY_BYTES = 64 * 1024
+MAX_CONVERSATION_CHARS = 200
+MAX_TEXT_CHARS = 4096
 DRAIN_MARGIN_SECONDS = 5.0
 
 
@@ -47,6 +55,7 @@ class AgentSettings:
     max_concurrent: int = 64
     pod: str = "local"
     port: int = 8080
+    database_dsn: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> AgentSettings:
@@ -69,6 +78,7 @@ class AgentSettings:
             max_concurrent=int(number("AGENT_MAX_CONCURRENT", 64, int)),
             pod=env.get("POD_NAME") or env.get("HOSTNAME") or "local",
             port=int(number("AGENT_PORT", 8080, int)),
+            database_dsn=env.get("AGENT_DATABASE_DSN", ""),
         )
 
 
@@ -88,9 +98,12 @@ class BadRequest(Exception):
     pass
 
 
+KINDS = ("run", "burn", "capabilities", "remember", "history", "healthz", "readyz", "metrics")
+
+
 def _kind(path: str) -> str:
     last = path.rstrip("/").rsplit("/", 1)[-1]
-    return last if last in ("run", "burn", "capabilities", "healthz", "readyz", "metrics") else "other"
+    return last if last in KINDS else "other"
 
 
 async def _json_body(request: web.Request) -> dict:
@@ -119,6 +132,12 @@ def _seconds(body: dict, key: str, default: float, low: float, high: float) -> f
     return float(value)
 
 
+def _text(value: object, key: str, limit: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise BadRequest(f"{key}: must be a string of 1 to {limit} characters")
+    return value
+
+
 def _sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
@@ -126,6 +145,7 @@ def _sse(event: str, data: dict) -> bytes:
 def make_app(settings: AgentSettings) -> web.Application:
     state = AgentState(settings)
     state.idle.set()
+    store = ConversationStore(settings.database_dsn, settings.pod) if settings.database_dsn else None
 
     @web.middleware
     async def stamp(request: web.Request, handler):
@@ -163,7 +183,9 @@ def make_app(settings: AgentSettings) -> web.Application:
         lines += ["# HELP agent_runs_in_flight Runs and burns being served now.",
                   "# TYPE agent_runs_in_flight gauge", f"agent_runs_in_flight {state.in_flight}",
                   "# HELP agent_draining 1 once SIGTERM arrived.", "# TYPE agent_draining gauge",
-                  f"agent_draining {int(state.draining)}"]
+                  f"agent_draining {int(state.draining)}",
+                  "# HELP agent_state_errors_total Calls to the agent database that failed.",
+                  "# TYPE agent_state_errors_total counter", f"agent_state_errors_total {store.errors if store else 0}"]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     def admit() -> web.Response | None:
@@ -226,6 +248,31 @@ def make_app(settings: AgentSettings) -> web.Application:
     async def capabilities(_: web.Request) -> web.Response:
         return web.json_response(identity())
 
+    def unavailable(err: StateUnavailable) -> web.Response:
+        return web.json_response({"error": f"agent database unavailable: {err}", **identity()}, status=503,
+                                 headers={"Retry-After": "1"})
+
+    async def remember(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        conversation = _text(body.get("conversation"), "conversation", MAX_CONVERSATION_CHARS)
+        text = _text(body.get("text"), "text", MAX_TEXT_CHARS)
+        assert store is not None
+        try:
+            message = await store.remember(conversation, text)
+        except StateUnavailable as err:
+            return unavailable(err)
+        return web.json_response(message.to_json(), status=201)
+
+    async def history(request: web.Request) -> web.Response:
+        conversation = _text(request.query.get("conversation"), "conversation", MAX_CONVERSATION_CHARS)
+        assert store is not None
+        try:
+            messages = await store.history(conversation)
+        except StateUnavailable as err:
+            return unavailable(err)
+        return web.json_response({"conversation": conversation, "messages": [m.to_json() for m in messages],
+                                  **identity()})
+
     async def by_last_segment(request: web.Request) -> web.StreamResponse:
         kind = _kind(request.path)
         if kind == "capabilities" and request.method in ("GET", "HEAD"):
@@ -234,13 +281,25 @@ def make_app(settings: AgentSettings) -> web.Application:
             return await run(request)
         if kind == "burn" and request.method == "POST":
             return await burn(request)
-        if kind in ("capabilities", "run", "burn"):
-            raise web.HTTPMethodNotAllowed(request.method, ["GET"] if kind == "capabilities" else ["POST"])
+        if kind in ("remember", "history") and store is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": "this agent keeps no state (no AGENT_DATABASE_DSN)"}),
+                                   content_type="application/json")
+        if kind == "remember" and request.method == "POST":
+            return await remember(request)
+        if kind == "history" and request.method in ("GET", "HEAD"):
+            return await history(request)
+        if kind in ("capabilities", "run", "burn", "remember", "history"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET"] if kind in ("capabilities", "history") else ["POST"])
         raise web.HTTPNotFound(text=json.dumps({"error": f"no such path: {request.path}"}),
                                content_type="application/json")
 
+    async def close_store(_: web.Application) -> None:
+        if store is not None:
+            await store.close()
+
     app = web.Application(middlewares=[stamp], client_max_size=MAX_BODY_BYTES)
     app["state"] = state
+    app.on_cleanup.append(close_store)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -20,6 +20,7 @@ import pytest
 
 from tests.engine_project import Project
 from tests.node import pods
+from tests.node.monitoring import Monitoring
 from tools.node import deploy
 from tools.node import node as node_mod
 
@@ -45,7 +46,17 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[node_mod.
 
 
 @pytest.fixture(scope="session")
-def platform(node_cluster, toolchain, tmp_path_factory):
+def monitoring(node_cluster, tmp_path_factory) -> Iterator[Monitoring]:
+    """The Pushgateway and webhook receiver the node stack names, up before it is deployed."""
+    services = Monitoring(node_cluster, tmp_path_factory.mktemp("monitoring"))
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+@pytest.fixture(scope="session")
+def platform(node_cluster, monitoring, toolchain, tmp_path_factory):
     """The node stack deployed by `pulumi up` (policy pack on, readiness awaited); destroyed at the
     end of the session, which must leave nothing behind."""
     node = node_cluster

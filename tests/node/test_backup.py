@@ -5,52 +5,10 @@ read, and the restore-drill CronJob's Job restores that dump and reports."""
 
 from __future__ import annotations
 
-import subprocess
-
-import pytest
-
 from tests.node import pods
-from tools.node import deploy, netns
-from tools.node.node import NODE_IP
+from tools.node import deploy
 
 NAMESPACE = deploy.NAMESPACE
-PUSHGATEWAY_PORT = 9091
-
-
-@pytest.fixture(scope="module")
-def pushgateway(platform):
-    """Debian's Pushgateway on the node's address, behind the selectorless Service
-    `pushgateway.monitoring` that stacks/Pulumi.node.yaml names."""
-    node, _, _ = platform
-    proc = subprocess.Popen([*netns.wrap(node.netns), "prometheus-pushgateway",
-                             f"--web.listen-address={NODE_IP}:{PUSHGATEWAY_PORT}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    status, body = node.api("POST", "/api/v1/namespaces", {
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}})
-    assert status in (201, 409), body
-    pods.create(node, "monitoring", "v1", "services", {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "pushgateway"},
-        "spec": {"ports": [{"name": "http", "port": PUSHGATEWAY_PORT}]}})
-    pods.create(node, "monitoring", "discovery.k8s.io/v1", "endpointslices", {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "pushgateway-node", "labels": {"kubernetes.io/service-name": "pushgateway"}},
-        "addressType": "IPv4", "ports": [{"name": "http", "port": PUSHGATEWAY_PORT, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}]})
-    try:
-        yield node
-    finally:
-        proc.kill()
-        proc.wait(10)
-
-
-def _metrics(node) -> str:
-    with node.connect(NODE_IP, PUSHGATEWAY_PORT, timeout=5) as sock:
-        sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        sock.settimeout(5)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data.decode(errors="replace")
 
 
 def _run_job_from(node, cron_job: str, job: str, timeout: float = 240) -> dict:
@@ -89,24 +47,24 @@ def _job_log(node, job: str) -> str:
     return "\n".join(logs)
 
 
-def test_a_backup_job_dumps_the_database_and_pushes_its_metrics(pushgateway):
-    node = pushgateway
+def test_a_backup_job_dumps_the_database_and_pushes_its_metrics(platform, monitoring):
+    node, _, _ = platform
     job = _run_job_from(node, "backup-agent-state", "backup-now")
     log = _job_log(node, "backup-now")
     assert job["status"].get("succeeded") == 1, log
     dumps = list((node.workdir / "volumes" / "pv-backups").rglob("*"))
     assert any(p.is_file() and p.stat().st_size > 0 for p in dumps), (dumps, log)
-    metrics = _metrics(node)
+    metrics = monitoring.pushed_metrics()
     success = [line for line in metrics.splitlines()
                if line.startswith("agent_backup_last_success_timestamp_seconds{") and 'source="agent-state"' in line]
     assert success, (metrics[-2000:], log)
 
 
-def test_the_restore_drill_restores_the_newest_backup_and_reports(pushgateway):
-    node = pushgateway
+def test_the_restore_drill_restores_the_newest_backup_and_reports(platform, monitoring):
+    node, _, _ = platform
     job = _run_job_from(node, "restore-drill", "restore-drill-now")
     log = _job_log(node, "restore-drill-now")
     assert job["status"].get("succeeded") == 1, log
-    metrics = _metrics(node)
+    metrics = monitoring.pushed_metrics()
     assert any(line.startswith("agent_restore_drill_success") and line.endswith(" 1")
                for line in metrics.splitlines()), (metrics[-2000:], log)

@@ -90,3 +90,19 @@ def test_a_pod_outside_the_platform_cannot_reach_an_agent(platform):
     ip, port = agent["status"]["podIP"], 8080
     phase, log = pods.run_once(node, NAMESPACE, "stranger", pods.fetch(ip, port, "/healthz"))
     assert "unreachable" in log, log
+
+
+def test_agents_keep_conversations_in_the_stack_database(platform):
+    """The path the agents' NetworkPolicy must leave open: agent pods to the stack's PostgreSQL.
+    Messages written through the gateway are read back through it, by whichever replica answers."""
+    node, _, _ = platform
+    with _gateway(node) as forward:
+        written = []
+        for n in range(4):
+            status, headers, body = _request(forward, "POST", "/v1/chat/remember",
+                                             {"conversation": "node-state", "text": f"message {n}"})
+            assert status == 201, body
+            written.append((f"message {n}", headers["x-agent-pod"]))
+        status, _, body = _request(forward, "GET", "/v1/chat/history?conversation=node-state")
+        assert status == 200, body
+        assert [(m["text"], m["pod"]) for m in json.loads(body)["messages"]] == written

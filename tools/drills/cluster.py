@@ -3,6 +3,7 @@ clock, and the faults (delete, evict, SIGKILL of a container)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -102,6 +103,17 @@ class PodWatcher:
         return {name for name, ready in self._ready.items() if ready}
 
 
+@dataclasses.dataclass(frozen=True)
+class Autoscaler:
+    """What a drill reads of a HorizontalPodAutoscaler: its bounds, windows and current target."""
+
+    min_replicas: int
+    max_replicas: int
+    desired: int
+    scale_up_window: float
+    scale_down_window: float
+
+
 class Faults:
     """What a drill does to the cluster. `kill_container` is the node's (it reaches containerd)."""
 
@@ -134,6 +146,21 @@ class Faults:
         container_id = ids[0].split("://", 1)[-1]
         self._kill(container_id)
         return container_id
+
+    def autoscaler(self, deployment: str) -> Autoscaler:
+        """The HPA scaling `deployment` (the API's defaults where its behavior says nothing)."""
+        hpas = client.AutoscalingV2Api(self.core.api_client).list_namespaced_horizontal_pod_autoscaler(self.namespace)
+        hpa = next((h for h in hpas.items if h.spec.scale_target_ref.name == deployment), None)
+        if hpa is None:
+            raise RuntimeError(f"no HorizontalPodAutoscaler scales {self.namespace}/{deployment}")
+        behavior = hpa.spec.behavior
+        up = behavior.scale_up.stabilization_window_seconds if behavior and behavior.scale_up else None
+        down = behavior.scale_down.stabilization_window_seconds if behavior and behavior.scale_down else None
+        return Autoscaler(
+            min_replicas=hpa.spec.min_replicas or 1, max_replicas=hpa.spec.max_replicas,
+            desired=(hpa.status.desired_replicas if hpa.status else None) or hpa.spec.min_replicas or 1,
+            scale_up_window=0.0 if up is None else float(up),
+            scale_down_window=300.0 if down is None else float(down))
 
     def restarts(self, pod: str, container: str) -> int:
         status = self.core.read_namespaced_pod(pod, self.namespace).status

@@ -9,6 +9,9 @@ then the promises the components make checked against what every request and pod
 - `evict`: the Eviction API (`kubectl drain`) on a coordinators pod with a run in flight: the PDB
   allows one disruption and refuses the second, the run finishes, the pod gets no new request once
   its pause is over.
+- `spike`: a CPU spike on workers (burns through the gateway): its HPA scales up within its
+  scale-up window (plus the metrics' delay), not down before its scale-down window after the spike,
+  back to its minimum afterwards, and no request fails while the extra pods go away.
 
 Each returns a DrillLog; `tools.drills.report` turns a list of them into the reliability report.
 """
@@ -47,13 +50,14 @@ class Target:
 
 
 class Drill:
-    def __init__(self, target: Target, name: str, cluster: str) -> None:
+    def __init__(self, target: Target, name: str, cluster: str, workload: Workload | None = None,
+                 max_seconds: float = 120) -> None:
         self.target = target
         self.api = api_client(target.kubeconfig)
         self.faults = Faults(self.api, target.namespace, target.kill_container)
         self.log = DrillLog(name)
         self.cluster = cluster
-        self.runner = LoadRunner(target.gateway_url, target.workload, max_seconds=120)
+        self.runner = LoadRunner(target.gateway_url, workload or target.workload, max_seconds=max_seconds)
         self.watcher = PodWatcher(self.api, target.namespace, SELECTOR.format(cluster), self.runner.now)
 
     def fault(self, pod: str, detail: str) -> float:
@@ -201,8 +205,72 @@ def evict(target: Target) -> DrillLog:
     return log
 
 
+# What the HPA's reaction may add to its windows: metrics-server's resolution (15 s on the node)
+# and up to two HPA syncs (15 s each, kube-controller-manager's default).
+METRICS_DELAY_SECONDS = 45
+SPIKE_WINDOW = (5.0, 50.0)
+
+
+def spike(target: Target) -> DrillLog:
+    workload = dataclasses.replace(target.workload, burns_per_second=1.0, burn_seconds=1.0,
+                                   burn_window=SPIKE_WINDOW)
+    drill = Drill(target, "spike", "workers", workload, max_seconds=300)
+    hpa = drill.faults.autoscaler("workers")
+    state: dict = {"replicas": []}
+
+    def replicas() -> int:
+        desired = drill.faults.autoscaler("workers").desired
+        if not state["replicas"] or state["replicas"][-1][1] != desired:
+            state["replicas"].append((round(drill.runner.now(), 1), desired))
+        return desired
+
+    def scenario() -> None:
+        start, end = SPIKE_WINDOW
+        wait_for(lambda: replicas() > hpa.min_replicas, hpa.scale_up_window + METRICS_DELAY_SECONDS + 60,
+                 "the HPA scaling up")
+        wait_for(lambda: replicas() and len(drill.ready_pods()) > hpa.min_replicas, 120, "the new pods Ready")
+        # Polled on through the spike, so the replica series has every change.
+        wait_for(lambda: replicas() and drill.runner.now() > end, end + 60, "the spike's end")
+        wait_for(lambda: replicas() == hpa.min_replicas and len(drill.ready_pods()) == hpa.min_replicas,
+                 hpa.scale_down_window + METRICS_DELAY_SECONDS + 120, "the HPA back at its minimum")
+        time.sleep(3)
+
+    log = drill.run(scenario, settle_seconds=3)
+    start, end = SPIKE_WINDOW
+    series = state["replicas"]
+    log.figures["replicas_over_time"] = series
+    up = next((t for t, n in series if n > hpa.min_replicas), None)
+    down = next((t for t, n in series if up is not None and t > up and n < max(n for _, n in series)), None)
+    back = next((t for t, n in series if up is not None and t > up and n == hpa.min_replicas), None)
+    log.figures["peak_replicas"] = max(n for _, n in series)
+    log.figures["scale_up_after_spike_start_seconds"] = None if up is None else round(up - start, 1)
+    log.figures["first_scale_down_after_spike_end_seconds"] = None if down is None else round(down - end, 1)
+    log.figures["back_to_minimum_after_spike_end_seconds"] = None if back is None else round(back - end, 1)
+    log.figures["requests"] = len(log.requests)
+    log.figures["burns"] = sum(r.kind == "burn" for r in log.requests)
+    log.check("the HPA scaled workers up during the spike", up is not None and up < end)
+    log.check(f"within its {hpa.scale_up_window:.0f}s scale-up window plus the metrics' delay",
+              up is not None and up - start <= hpa.scale_up_window + METRICS_DELAY_SECONDS,
+              f"{None if up is None else round(up - start, 1)}s after the spike began")
+    log.check(f"not down before its {hpa.scale_down_window:.0f}s scale-down window after the spike",
+              down is not None and down - end >= hpa.scale_down_window,
+              f"first scale-down {None if down is None else round(down - end, 1)}s after the spike ended")
+    log.check(f"back to its minimum of {hpa.min_replicas}", back is not None)
+    added = {e.pod for e in log.events if e.kind == "added" and e.t > start}
+    log.check("the added pods served requests", any(analysis.requests_to(log.requests, p, 0) for p in added),
+              f"added {sorted(added)}")
+    gone = {e.pod for e in log.events if e.kind == "deleted"}
+    log.check("pods went away after the spike", bool(gone))
+    failed = analysis.failures(log.requests)
+    log.figures["availability_percent"] = round(analysis.availability(log.requests) * 100, 3)
+    log.check("no request failed, while pods came or went", not failed,
+              f"{len(failed)} failed, first: {failed[0] if failed else None}")
+    return log
+
+
 DRILLS: dict[str, Callable[[Target], DrillLog]] = {
     "delete-pod": delete_pod,
     "kill-container": kill_container,
     "evict": evict,
+    "spike": spike,
 }

@@ -3,7 +3,8 @@
 Open loop (requests start on a schedule, never waiting for earlier ones) so that a slow or
 failing system is not hidden by a client that slows down with it: a stall shows up as requests in
 flight, not as requests that were never sent. Short requests are idempotent GETs; streamed runs are
-POSTs carrying a conversation id and end with an `event: done`. Bounded in count, concurrency and
+POSTs carrying a conversation id and end with an `event: done`; burns (POSTs keeping an agent's core
+busy for a while) come only inside the workload's burn window, to make a load spike. Bounded in count, concurrency and
 time, as every load loop here must be.
 """
 
@@ -12,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import math
 import time
 from collections.abc import Callable
 
 import aiohttp
 
-from tools.drills.records import RequestRecord
+from tools.drills.records import RequestKind, RequestRecord
 
 POD_HEADER = "x-agent-pod"
 CONVERSATION_HEADER = "x-conversation-id"
@@ -34,6 +36,12 @@ class Workload:
     # A request still unanswered after this long is recorded as failed (status 0).
     timeout_seconds: float = 60.0
     max_in_flight: int = 200
+    # A CPU spike: burns of `burn_seconds` each, at `burns_per_second`, started between the two
+    # times of the window (seconds since the load started); none outside it.
+    burn_path: str = "/v1/chat/burn"
+    burns_per_second: float = 0.0
+    burn_seconds: float = 1.0
+    burn_window: tuple[float, float] = (0.0, 0.0)
 
     def stream_body(self) -> dict[str, float]:
         return {"duration_seconds": self.stream_seconds, "interval_seconds": 0.5}
@@ -68,19 +76,22 @@ class LoadRunner:
             await asyncio.gather(
                 self._schedule(session, self.workload.short_per_second, self._short),
                 self._schedule(session, self.workload.streams_per_second, self._stream),
+                self._schedule(session, self.workload.burns_per_second, self._burn, *self.workload.burn_window),
             )
             if self._in_flight:
                 await asyncio.wait(self._in_flight)
         return self.records
 
-    async def _schedule(self, session: aiohttp.ClientSession, rate: float, send) -> None:
-        if rate <= 0:
+    async def _schedule(self, session: aiohttp.ClientSession, rate: float, send,
+                        first: float = 0.0, last: float = math.inf) -> None:
+        """Starts `send` at `rate` per second from `first` to `last` (seconds since the start)."""
+        if rate <= 0 or last <= first:
             return
         interval = 1.0 / rate
-        start = self.clock()
+        start = max(self.clock(), self.t0 + first)
         for n in itertools.count():
             due = start + n * interval
-            if self._stop.is_set() or due - self.t0 > self.max_seconds:
+            if self._stop.is_set() or due - self.t0 > min(self.max_seconds, last):
                 return
             delay = due - self.clock()
             if delay > 0:
@@ -97,9 +108,17 @@ class LoadRunner:
             task.add_done_callback(self._in_flight.discard)
 
     async def _short(self, session: aiohttp.ClientSession, n: int) -> None:
-        record = RequestRecord(kind="short", start=self.now(), end=0.0, status=0, endpoint=None)
+        await self._answered(session, "short", "GET", self.workload.short_path)
+
+    async def _burn(self, session: aiohttp.ClientSession, n: int) -> None:
+        await self._answered(session, "burn", "POST", self.workload.burn_path, {"seconds": self.workload.burn_seconds})
+
+    async def _answered(self, session: aiohttp.ClientSession, kind: RequestKind, method: str, path: str,
+                        body: dict | None = None) -> None:
+        """One request whose whole answer is read; recorded with its status and endpoint."""
+        record = RequestRecord(kind=kind, start=self.now(), end=0.0, status=0, endpoint=None)
         try:
-            async with session.get(self.base_url + self.workload.short_path) as response:
+            async with session.request(method, self.base_url + path, json=body) as response:
                 await response.read()
                 record.status = response.status
                 record.endpoint = response.headers.get(POD_HEADER)

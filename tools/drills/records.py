@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-RequestKind = Literal["short", "stream"]
+RequestKind = Literal["short", "stream", "burn"]
 
 
 @dataclasses.dataclass
