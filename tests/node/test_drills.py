@@ -12,9 +12,15 @@ from tools.node import deploy
 
 @pytest.fixture(scope="module")
 def target(platform):
-    node, _, _ = platform
+    node, project, _ = platform
+
+    def redeploy(cluster: str, env: dict[str, str]) -> None:
+        project.edit(deploy.STACK, lambda config: deploy.add_cluster_env(config, cluster, env))
+        result = project.run("up", deploy.STACK, policy_packs=["policies"])
+        assert result.summary.result == "succeeded"
+
     with node.forward(*deploy.gateway_service(node)) as forward:
-        yield node_target(node, f"http://127.0.0.1:{forward.listen_port}")
+        yield node_target(node, f"http://127.0.0.1:{forward.listen_port}", redeploy)
 
 
 @pytest.mark.parametrize("name", list(drills.DRILLS))

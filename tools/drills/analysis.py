@@ -94,3 +94,32 @@ def moved_conversations(records: list[RequestRecord], surviving: set[str]) -> li
         if first in surviving and any(r.endpoint != first and r.endpoint in surviving for r in rs):
             moved.append(conversation)
     return sorted(moved)
+
+
+def first_ready(events: list[PodEvent], pod: str) -> float | None:
+    return next((e.t for e in sorted(events, key=lambda e: e.t) if e.pod == pod and e.kind == "ready"), None)
+
+
+def affinity_breaks(records: list[RequestRecord], events: list[PodEvent]) -> list[tuple[str, str, str, float]]:
+    """Conversations a consistent-hash ring moved when nothing allowed it: from endpoint X, still
+    Ready, to an endpoint Y that was already Ready when the conversation last went to X, while X
+    had no other stream in flight (a ring moves a key only to a pod that joins or away from one
+    that leaves, and bounded load never turns away a pod with nothing in flight). Each break is
+    (conversation, X, Y, when)."""
+    streams = sorted((r for r in records if r.kind == "stream" and r.ok and r.endpoint), key=lambda r: r.start)
+    by_conversation: dict[str, list[RequestRecord]] = defaultdict(list)
+    for r in streams:
+        if r.conversation:
+            by_conversation[r.conversation].append(r)
+    breaks = []
+    for conversation, rs in by_conversation.items():
+        for before, after in zip(rs, rs[1:], strict=False):
+            x, y = before.endpoint, after.endpoint
+            if x == y or x is None or y is None:
+                continue
+            y_ready = first_ready(events, y)
+            joined_since = y_ready is None or y_ready > before.start
+            busy = any(r.endpoint == x and r.start < after.start < r.end for r in streams if r is not after)
+            if x in ready_pods_at(events, after.start) and not joined_since and not busy:
+                breaks.append((conversation, x, y, after.start))
+    return breaks

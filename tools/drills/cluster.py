@@ -102,6 +102,10 @@ class PodWatcher:
     def ready_pods(self) -> set[str]:
         return {name for name, ready in self._ready.items() if ready}
 
+    def present_pods(self) -> set[str]:
+        """Every pod not yet deleted, terminating ones included."""
+        return set(self._ready)
+
 
 @dataclasses.dataclass(frozen=True)
 class Autoscaler:

@@ -9,6 +9,10 @@ then the promises the components make checked against what every request and pod
 - `evict`: the Eviction API (`kubectl drain`) on a coordinators pod with a run in flight: the PDB
   allows one disruption and refuses the second, the run finishes, the pod gets no new request once
   its pause is over.
+- `rollout`: a rolling update of coordinators through `pulumi up` (a config change): no request
+  fails, every run started before it completes, a conversation keeps its endpoint while that
+  endpoint lives (the ring moves it only to a pod that joins), and `pulumi up` returns only once
+  every new pod is Ready.
 - `spike`: a CPU spike on workers (burns through the gateway): its HPA scales up within its
   scale-up window (plus the metrics' delay), not down before its scale-down window after the spike,
   back to its minimum afterwards, and no request fails while the extra pods go away.
@@ -46,6 +50,9 @@ class Target:
     gateway_url: str
     # SIGKILL of a container by its runtime id (the node's containerd); None where not possible.
     kill_container: Callable[[str], None] | None = None
+    # `pulumi up` of the stack with these environment variables added to one cluster's agents
+    # (cluster, env); None where the drill cannot deploy.
+    redeploy: Callable[[str, dict[str, str]], None] | None = None
     workload: Workload = dataclasses.field(default_factory=Workload)
 
 
@@ -205,6 +212,56 @@ def evict(target: Target) -> DrillLog:
     return log
 
 
+REVISION_ENV = "AGENT_DRILL_REVISION"
+
+
+def rollout(target: Target) -> DrillLog:
+    if target.redeploy is None:
+        raise RuntimeError("this target gives the drill no way to run `pulumi up`")
+    redeploy = target.redeploy
+    drill = Drill(target, "rollout", "coordinators", max_seconds=400)
+    state: dict = {}
+
+    def scenario() -> None:
+        state["old"] = set(wait_for(lambda: drill.ready_pods() if len(drill.ready_pods()) >= 2 else None, 60,
+                                    "two coordinators"))
+        time.sleep(1.0)  # runs in flight on every pod
+        revision = f"r{int(time.time())}"
+        state["t"] = drill.fault("coordinators", f"pulumi up ({REVISION_ENV}={revision})")
+        redeploy("coordinators", {REVISION_ENV: revision})
+        state["up_done"] = drill.runner.now()
+        # What was Ready when `pulumi up` returned: only new pods, as many as before.
+        state["ready_at_return"] = set(drill.ready_pods())
+        # The old pods finish their runs (preStop pause, drain) after the rollout is complete.
+        wait_for(lambda: not old_present(), 120, "the old pods gone")
+
+    def old_present() -> set[str]:
+        return state["old"] & drill.watcher.present_pods()
+
+    log = drill.run(scenario, settle_seconds=3)
+    fault_t, old = state["t"], state["old"]
+    failed = analysis.failures(log.requests)
+    log.figures["requests"] = len(log.requests)
+    log.figures["availability_percent"] = round(analysis.availability(log.requests) * 100, 3)
+    log.figures["pulumi_up_seconds"] = round(state["up_done"] - fault_t, 1)
+    log.check("no request failed during the rollout", not failed,
+              f"{len(failed)} failed, first: {failed[0] if failed else None}")
+    before = analysis.streams_started_before(log.requests, fault_t)
+    in_flight = [r for r in before if r.end > fault_t]
+    log.figures["runs_in_flight_at_rollout"] = len(in_flight)
+    log.check("every run started before the rollout completed", bool(before) and all(r.ok for r in before))
+    ready_at_return = state["ready_at_return"]
+    log.check("`pulumi up` returned once every new pod was Ready",
+              len(ready_at_return) >= len(old) and not ready_at_return & old,
+              f"Ready when it returned: {sorted(ready_at_return)}, old: {sorted(old)}")
+    replaced = {e.pod for e in log.events if e.kind == "deleted"}
+    log.check("every old pod was replaced", old <= replaced, f"old {sorted(old)}, deleted {sorted(replaced)}")
+    breaks = analysis.affinity_breaks(log.requests, log.events)
+    log.figures["conversations_moved_without_cause"] = len(breaks)
+    log.check("conversations kept their endpoint while it lived", not breaks, f"moves: {breaks[:5]}")
+    return log
+
+
 # What the HPA's reaction may add to its windows: metrics-server's resolution (15 s on the node)
 # and up to two HPA syncs (15 s each, kube-controller-manager's default).
 METRICS_DELAY_SECONDS = 45
@@ -272,5 +329,6 @@ DRILLS: dict[str, Callable[[Target], DrillLog]] = {
     "delete-pod": delete_pod,
     "kill-container": kill_container,
     "evict": evict,
+    "rollout": rollout,
     "spike": spike,
 }

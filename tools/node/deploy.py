@@ -66,6 +66,16 @@ def prepare(node: Node) -> dict[str, Path]:
     return images
 
 
+def add_cluster_env(config: dict, cluster: str, env: dict[str, str]) -> None:
+    """Edits a stack file's `config:` mapping in place: `env` added to one cluster's agents (what
+    a drill's rolling update changes)."""
+    clusters = config["agent-platform:clusters"]
+    target = next((c for c in clusters if c["name"] == cluster), None)
+    if target is None:
+        raise KeyError(f"agent-platform:clusters has no cluster {cluster!r}")
+    target.setdefault("env", {}).update(env)
+
+
 def gateway_service(node: Node, namespace: str = NAMESPACE) -> tuple[str, int]:
     """The gateway Service's address and HTTP port inside the node's namespace."""
     status, svc = node.api("GET", f"/api/v1/namespaces/{namespace}/services/gateway")
