@@ -362,7 +362,9 @@ class Gateway:
                 return
             self.in_flight += 1
             admitted = True
-            status, endpoint = await self._forward(req, conn, rs, t0, rid, tp, path + query, data, attempts)
+            status, endpoint = await self._forward(
+                req, conn, rs, t0, rid, tp, rs.upstream_path(path) + query, data, attempts
+            )
         except _Done as done:
             status, endpoint = done.status, done.endpoint
         except asyncio.CancelledError:
