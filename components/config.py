@@ -30,6 +30,7 @@ from agent_runtime.config import (
     RouteSettings,
     BackupConfig,
     Strategy,
+    prefix_rewrite_problem,
 )
 from agent_runtime.alerts.templates import NotInProcessError, TemplateError, check_template
 from components import labels as L
@@ -405,6 +406,13 @@ class PlatformConfig(Model):
                         f"routes[{index}].{key} ({value:g}) is shorter than clusters.{cluster.name}.max_run_seconds "
                         f"({cluster.max_run_seconds}): runs would be cut; raise it or set short_deadline: true"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _route_rewrites(self) -> PlatformConfig:
+        for index, route in enumerate(self.routes):
+            if (problem := prefix_rewrite_problem(self.route_prefix(route), route.prefix_rewrite)) is not None:
+                raise ValueError(f"routes[{index}]: {problem}")
         return self
 
     @model_validator(mode="after")

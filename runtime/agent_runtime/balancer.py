@@ -1,6 +1,6 @@
 """Load balancing over one route's endpoints.
 
-Strategies (config.BalancerConfig.strategy):
+Strategies (config.BalancerConfig.strategy), one object each in `balancer_strategies`:
 
 - ``round_robin``: each candidate in turn.
 - ``weighted_round_robin``: NGINX's smooth weighted round robin (each pick adds every weight to its
@@ -25,33 +25,23 @@ milliseconds instead of after its first stalled response comes back.
 
 from __future__ import annotations
 
-import bisect
-import hashlib
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
+from .balancer_strategies import EXACT_SCAN_LIMIT, STRATEGIES, VIRTUAL_NODES, Strategy, hash_key
 from .config import BalancerConfig
 
-__all__ = ["Balancer", "Endpoint", "EXACT_SCAN_LIMIT", "VIRTUAL_NODES", "hash_key"]
+__all__ = ["Balancer", "Endpoint", "EXACT_SCAN_LIMIT", "Group", "VIRTUAL_NODES", "hash_key"]
 
-# Up to this many candidates least_connections / least_response_time scan them all.
-EXACT_SCAN_LIMIT = 32
-# Virtual nodes per unit of weight on the consistent-hash ring (ketama uses 40 x 4 points).
-VIRTUAL_NODES = 100
 # Slow start never starts below this share of the full weight (Envoy's min_weight_percent = 10).
 SLOW_START_MIN_FACTOR = 0.1
 # Finagle's PeakEwma: an endpoint with requests in flight but no latency yet is avoided.
 _PENALTY = 1e9
 _EMPTY: frozenset[str] = frozenset()
 _MAX_GROUPS = 256
-
-
-def hash_key(text: str) -> int:
-    """A 64-bit hash that is the same in every process (Python's str hash is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 class Endpoint:
@@ -98,7 +88,7 @@ class Endpoint:
         return f"Endpoint({self.key}, w={self.weight}, in_flight={self.in_flight}, available={self.available})"
 
 
-class _Group:
+class Group:
     """Candidates for one set of required capabilities, rebuilt when endpoints or health change."""
 
     __slots__ = (
@@ -152,27 +142,19 @@ class Balancer:
     ) -> None:
         self.config = config or BalancerConfig()
         self._clock = clock
+        # What strategies read: the clock, a random source, the bounded-load epsilon.
+        self.now = clock
         self._rng = rng or random.Random()
-        self._random = self._rng.random
+        self.random = self._rng.random
+        self.epsilon = self.config.bounded_load_epsilon
         self._tau = self.config.ewma_decay_seconds
         self._slow_start = self.config.slow_start_seconds
-        self._epsilon = self.config.bounded_load_epsilon
         self._panic = self.config.panic_threshold_percent
         self.endpoints: dict[str, Endpoint] = {}
-        self._groups: dict[frozenset[str], _Group] = {}
+        self._groups: dict[frozenset[str], Group] = {}
         self._initialized = False
         self.total_in_flight = 0
-        strategy = self.config.strategy
-        # Compared by name: bound methods are new objects on each access, so `is` never matches.
-        self._strategy = strategy
-        self._pick = {
-            "round_robin": self._pick_rr,
-            "weighted_round_robin": self._pick_swrr,
-            "least_connections": self._pick_least_conn,
-            "least_response_time": self._pick_lrt,
-            "p2c_ewma": self._pick_p2c,
-            "consistent_hash": self._pick_hash,
-        }[strategy]
+        self.strategy: Strategy = STRATEGIES[self.config.strategy](self)
         self.set_endpoints(endpoints)
 
     # -- membership and health ------------------------------------------------------------
@@ -207,7 +189,7 @@ class Balancer:
         """Forget cached candidate lists; call after any change of membership or availability."""
         self._groups = {}
 
-    def _group(self, required: frozenset[str]) -> _Group:
+    def _group(self, required: frozenset[str]) -> Group:
         if required:
             matched = [e for e in self.endpoints.values() if required <= e.capabilities]
         else:
@@ -217,7 +199,7 @@ class Balancer:
             self._groups = {}
         healthy = [e for e in matched if e.available]
         panic = bool(matched) and len(healthy) * 100.0 < self._panic * len(matched)
-        g = _Group(matched, matched if panic else healthy, panic, not required)
+        g = Group(matched, matched if panic else healthy, panic, not required)
         self._groups[required] = g
         return g
 
@@ -235,7 +217,7 @@ class Balancer:
         self,
         required: frozenset[str] = _EMPTY,
         key: str | None = None,
-        exclude: Iterable[Endpoint] | None = None,
+        exclude: Collection[Endpoint] | None = None,
     ) -> Endpoint | None:
         """The endpoint for the next request, or None when no candidate offers `required`.
 
@@ -247,8 +229,12 @@ class Balancer:
         if not g.cands:
             return None
         if exclude:
-            return self._pick_excluding(g, key, exclude)
-        return self._pick(g, key)
+            return self.strategy.pick_excluding(g, key, exclude)
+        return self.strategy.pick(g, key)
+
+    def choice(self, seq: Sequence[Endpoint]) -> Endpoint:
+        """A random member of `seq`, from this balancer's random source (seeded in tests)."""
+        return self._rng.choice(seq)
 
     def effective_weight(self, ep: Endpoint, now: float) -> float:
         """The weight slow start allows `ep` at `now` (Envoy: weight x max(10%, elapsed / window))."""
@@ -272,200 +258,6 @@ class Balancer:
             elif cost == 0.0:
                 return _PENALTY + n
         return cost * (n + 1) / ep.weight
-
-    def _pick_rr(self, g: _Group, key: str | None) -> Endpoint:
-        if g.ramp_until and g.ramp_until > self._clock():
-            return self._pick_swrr_ramp(g)
-        cands = g.cands
-        i = g.rr
-        g.rr = i + 1
-        return cands[i % len(cands)]
-
-    def _pick_swrr(self, g: _Group, key: str | None) -> Endpoint:
-        if g.ramp_until and g.ramp_until > self._clock():
-            return self._pick_swrr_ramp(g)
-        # NGINX smooth WRR after `step` picks: current_i = step x w_i - total x picks_i. Endpoints
-        # of one weight are picked in list order, so per weight class only the class's pointer can
-        # hold the maximum: compare classes, ties to the lowest list index (NGINX keeps the first).
-        step = g.step + 1
-        total = g.total_weight
-        best = None
-        best_val = 0
-        best_idx = 0
-        for c in g.classes:
-            val = step * c[0] - total * c[3]
-            idx = c[1][c[2]]
-            if best is None or val > best_val or (val == best_val and idx < best_idx):
-                best, best_val, best_idx = c, val, idx
-        assert best is not None
-        p = best[2] + 1
-        if p == len(best[1]):
-            best[2] = 0
-            best[3] += 1
-        else:
-            best[2] = p
-        if step == total:
-            # One full cycle: every current value is back to zero.
-            step = 0
-            for c in g.classes:
-                c[2] = 0
-                c[3] = 0
-        g.step = step
-        return g.cands[best_idx]
-
-    def _pick_swrr_ramp(self, g: _Group) -> Endpoint:
-        # During slow start weights are fractional and change each pick: run NGINX's loop as is.
-        now = self._clock()
-        cands = g.cands
-        cur = g.current
-        if cur is None:
-            cur = g.current = [0.0] * len(cands)
-        total = 0.0
-        best_i = 0
-        best_v = -math.inf
-        for i, ep in enumerate(cands):
-            w = self.effective_weight(ep, now)
-            total += w
-            v = cur[i] + w
-            cur[i] = v
-            if v > best_v:
-                best_v, best_i = v, i
-        cur[best_i] -= total
-        return cands[best_i]
-
-    def _pick_least_conn(self, g: _Group, key: str | None) -> Endpoint:
-        cands = g.cands
-        n = len(cands)
-        ramp = g.ramp_until and g.ramp_until > self._clock()
-        if n > EXACT_SCAN_LIMIT:
-            r = self._random
-            i = int(r() * n)
-            j = int(r() * (n - 1))
-            if j >= i:
-                j += 1
-            a = cands[i]
-            b = cands[j]
-            if ramp:
-                now = self._clock()
-                sa = (a.in_flight + 1) / self.effective_weight(a, now)
-                sb = (b.in_flight + 1) / self.effective_weight(b, now)
-            else:
-                sa = (a.in_flight + 1) / a.weight
-                sb = (b.in_flight + 1) / b.weight
-            return a if sa <= sb else b
-        # Exact scan from a rotating start, so ties spread instead of piling on the first.
-        off = g.rr
-        g.rr = off + 1
-        now = self._clock() if ramp else 0.0
-        best = cands[0]
-        best_s = math.inf
-        for i in range(n):
-            ep = cands[(off + i) % n]
-            w = self.effective_weight(ep, now) if ramp else ep.weight
-            s = (ep.in_flight + 1) / w
-            if s < best_s:
-                best, best_s = ep, s
-        return best
-
-    def _pick_lrt(self, g: _Group, key: str | None) -> Endpoint:
-        cands = g.cands
-        n = len(cands)
-        if n > EXACT_SCAN_LIMIT:
-            return self._pick_p2c(g, key)
-        now = self._clock()
-        ramp = g.ramp_until > now
-        off = g.rr
-        g.rr = off + 1
-        load = self.load
-        best = cands[0]
-        best_s = math.inf
-        for i in range(n):
-            ep = cands[(off + i) % n]
-            s = load(ep, now)
-            if ramp:
-                s = s * ep.weight / self.effective_weight(ep, now)
-            if s < best_s:
-                best, best_s = ep, s
-        return best
-
-    def _pick_p2c(self, g: _Group, key: str | None) -> Endpoint:
-        cands = g.cands
-        n = len(cands)
-        if n == 1:
-            return cands[0]
-        r = self._random
-        i = int(r() * n)
-        j = int(r() * (n - 1))
-        if j >= i:
-            j += 1
-        a = cands[i]
-        b = cands[j]
-        now = self._clock()
-        la = self.load(a, now)
-        lb = self.load(b, now)
-        if g.ramp_until > now:
-            la = la * a.weight / self.effective_weight(a, now)
-            lb = lb * b.weight / self.effective_weight(b, now)
-        return a if la <= lb else b
-
-    def _ring(self, g: _Group) -> tuple[list[int], list[Endpoint]]:
-        # The ring holds every capability-matched endpoint, healthy or not, so health changes
-        # never move keys between the endpoints that stay healthy.
-        points: list[tuple[int, Endpoint]] = []
-        for ep in g.matched:
-            for v in range(VIRTUAL_NODES * min(ep.weight, 10)):
-                points.append((hash_key(f"{ep.key}#{v}"), ep))
-        points.sort(key=lambda p: p[0])
-        g.ring_hashes = [p[0] for p in points]
-        g.ring_eps = [p[1] for p in points]
-        return g.ring_hashes, g.ring_eps
-
-    def _pick_hash(self, g: _Group, key: str | None, exclude: Iterable[Endpoint] | None = None) -> Endpoint:
-        if key is None:
-            return self._pick_p2c(g, key) if not exclude else self._rng.choice(
-                [e for e in g.cands if e not in exclude] or g.cands
-            )
-        hashes, eps = (g.ring_hashes, g.ring_eps) if g.ring_eps is not None else self._ring(g)
-        cands = g.cands
-        n = len(cands)
-        total = self.total_in_flight if g.whole else sum(e.in_flight for e in cands)
-        # Bounded load: a new request may go where in_flight + 1 <= ceil((1 + eps) x mean).
-        cap = math.ceil((1.0 + self._epsilon) * (total + 1) / n)
-        panic = g.panic
-        size = len(hashes)
-        i = bisect.bisect_left(hashes, hash_key(key))
-        fallback = None
-        for step in range(size):
-            ep = eps[(i + step) % size]
-            if not (panic or ep.available) or (exclude and ep in exclude):
-                continue
-            if ep.in_flight + 1 <= cap:
-                return ep
-            if fallback is None:
-                fallback = ep
-        if fallback is not None:
-            return fallback
-        return cands[0]
-
-    def _pick_excluding(self, g: _Group, key: str | None, exclude: Iterable[Endpoint]) -> Endpoint:
-        # Retries: another endpoint than those tried, if there is one; rare, so a plain filter.
-        strategy = self._strategy
-        if strategy == "consistent_hash":
-            return self._pick_hash(g, key, exclude)
-        rest = [e for e in g.cands if e not in exclude]
-        if not rest:
-            rest = g.cands
-        if len(rest) == 1:
-            return rest[0]
-        now = self._clock()
-        if strategy in ("round_robin", "weighted_round_robin"):
-            ep = self._pick(g, key)
-            if ep not in exclude:
-                return ep
-            return rest[int(self._random() * len(rest))]
-        if strategy == "least_connections":
-            return min(rest, key=lambda e: (e.in_flight + 1) / self.effective_weight(e, now))
-        return min(rest, key=lambda e: self.load(e, now))
 
     # -- request bookkeeping -------------------------------------------------------------
 

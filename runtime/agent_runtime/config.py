@@ -217,11 +217,28 @@ class RouteSettings(Model):
     # Once the head is relayed a (streamed) body is bounded by idle time, not by the deadline:
     # a long agent run may stream for as long as it keeps sending (Envoy's stream_idle_timeout, 5 min).
     stream_idle_timeout_seconds: PositiveSeconds = 300.0
+    # Envoy's prefix_rewrite: the matched path_prefix is replaced by this before forwarding
+    # (`/v1/chat/` -> `/` sends `/v1/chat/run` as `/run`); unset, the path goes as it came.
+    prefix_rewrite: str | None = Field(None, pattern=r"^/")
     balancer: BalancerConfig = BalancerConfig()
     breaker: BreakerConfig = BreakerConfig()
     retry: RetryConfig = RetryConfig()
     outlier: OutlierConfig = OutlierConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
+
+
+def prefix_rewrite_problem(path_prefix: str, prefix_rewrite: str | None) -> str | None:
+    """Why this rewrite would glue path segments together, or None when it is fine.
+
+    The prefix is replaced literally, as Envoy does, so both must end in `/` or neither: `/` to
+    `/api` would send `/run` as `/apirun`.
+    """
+    if prefix_rewrite is None or path_prefix.endswith("/") == prefix_rewrite.endswith("/"):
+        return None
+    return (
+        f"prefix_rewrite {prefix_rewrite!r} and path_prefix {path_prefix!r} must both end in '/' or neither "
+        "(the prefix is replaced literally)"
+    )
 
 
 class Route(RouteSettings):
@@ -231,6 +248,12 @@ class Route(RouteSettings):
     path_prefix: str = Field(pattern=r"^/")
     cluster: str
     discovery: Discovery
+
+    @model_validator(mode="after")
+    def _rewrite_fits(self) -> Route:
+        if (problem := prefix_rewrite_problem(self.path_prefix, self.prefix_rewrite)) is not None:
+            raise ValueError(problem)
+        return self
 
 
 class GatewayConfig(Model):

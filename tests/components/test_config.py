@@ -188,3 +188,14 @@ def test_a_push_interval_beyond_a_minute_is_refused(interval):
     source["wal_archiving"] = {"enabled": True, "push_interval_seconds": interval}
     with pytest.raises(StackConfigError, match="push_interval_seconds"):
         validate_platform(values, "dev")
+
+
+def test_prefix_rewrite_that_would_glue_segments_names_the_route():
+    values = _prod()
+    values["routes"][0]["path_prefix"] = "/v1/chat/"
+    values["routes"][0]["prefix_rewrite"] = "/api"
+    assert "routes[0]: prefix_rewrite '/api' and path_prefix '/v1/chat/' must both end in '/' or neither" in _error(
+        values
+    )
+    values["routes"][0]["prefix_rewrite"] = "/api/"
+    validate_platform(values, "prod")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agent_runtime.alerts.cli import _load_alerting
@@ -36,3 +38,19 @@ def test_commands_pick_their_section_of_a_shared_document(tmp_path):
     assert _load_alerting(str(path)).evaluation_interval_seconds == 7
     path.write_text('{"backup": {"enabled": true, "sources": []}}')
     assert load_backup_config(str(path)) == BackupConfig(enabled=True, sources=[])
+
+
+def test_a_route_whose_prefix_rewrite_would_glue_segments_is_refused(tmp_path):
+    from agent_runtime.config import RuntimeConfig
+
+    def doc(prefix: str, rewrite: str) -> str:
+        route = {"name": "r", "path_prefix": prefix, "cluster": "c", "prefix_rewrite": rewrite,
+                 "discovery": {"kind": "static", "endpoints": [{"host": "127.0.0.1", "port": 1}]}}
+        return json.dumps({"routes": [route]})
+
+    path = tmp_path / "gateway.json"
+    path.write_text(doc("/", "/api"))
+    with pytest.raises(ConfigError, match=r"routes\[0\]: prefix_rewrite .* must both end in '/' or neither"):
+        load_json_config(path, RuntimeConfig)
+    path.write_text(doc("/v1/chat/", "/"))
+    assert load_json_config(path, RuntimeConfig).routes[0].prefix_rewrite == "/"

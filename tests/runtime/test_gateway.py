@@ -71,6 +71,18 @@ async def test_longest_prefix_wins_and_unknown_path_is_404(agents, make_gateway)
     assert (await get_json(gw, "/nowhere"))[0] == 404
 
 
+async def test_prefix_rewrite_replaces_the_matched_prefix_only_on_its_route(agents, make_gateway):
+    a, b = agents[:2]
+    gw = await make_gateway(config(
+        route("rewritten", "/v1/chat/", [a], prefix_rewrite="/api/"),
+        route("plain", "/v1/tools/", [b]),
+    ))
+    # Matched on the normalised path, then rewritten; the query string goes along unchanged.
+    assert (await get_json(gw, "/v1/chat/run?x=1"))[1] == {"agent": "a", "path": "/api/run?x=1", "method": "GET"}
+    assert (await get_json(gw, "/v1//chat/./deep/../run"))[1]["path"] == "/api/run"
+    assert (await get_json(gw, "/v1/tools/list"))[1]["path"] == "/v1/tools/list"
+
+
 async def test_capabilities_from_route_and_header(agents, make_gateway):
     gw = await make_gateway(
         config(route("caps", "/", agents, caps={"b": ("gpu",), "c": ("gpu", "tools")}, required_capabilities=[]))

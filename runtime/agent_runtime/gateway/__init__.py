@@ -1,7 +1,8 @@
 """The gateway: a uvloop + httptools HTTP/1.1 reverse proxy in front of the agent clusters.
 
-Modules, one job each: `app` (lifecycle, listeners, reload, admin endpoints, the proxy loop),
-`http1` (the client-side protocol), `upstream` (the keep-alive pool to agents), `attempt` (one
+Modules, one job each: `app` (lifecycle, listeners, reload), `proxy` (routing, admission, the
+try loop), `relay` (the answer to the client, tunnels after a 101), `admin` (`/healthz`, `/readyz`,
+`/metrics`), `http1` (the client-side protocol), `upstream` (the keep-alive pool to agents), `attempt` (one
 try, recorded once), `body` (bodies with backpressure), `headers`, `paths` (target parsing and
 normalisation), `routes` (per-route state), `timers` (the one timeout sweep), `cli` (the process).
 """

@@ -39,6 +39,7 @@ class RouteState:
         self.route = route
         self.name = route.name
         self.prefix = normalise_prefix(route.path_prefix)
+        self.rewrite = normalise_prefix(route.prefix_rewrite) if route.prefix_rewrite is not None else None
         self.required = frozenset(route.required_capabilities)
         self.clock = clock
         self.balancer = Balancer(route.balancer, clock=clock)
@@ -61,6 +62,12 @@ class RouteState:
             self.set_endpoints(
                 [Endpoint(e.host, e.port, e.weight, e.capabilities) for e in route.discovery.endpoints]
             )
+
+    def upstream_path(self, path: str) -> str:
+        """The (normalised, matched) path as the agent gets it: the prefix rewritten, if asked."""
+        if self.rewrite is None:
+            return path
+        return self.rewrite + path[len(self.prefix):]
 
     # -- endpoints -----------------------------------------------------------------------
 
