@@ -14,6 +14,7 @@ import sys
 # Modules that may contribute subcommands; a module that is not installed is skipped.
 COMMAND_MODULES = (
     "agent_runtime.gateway", "agent_runtime.recovery", "agent_runtime.alerts", "agent_runtime.agent",
+    "agent_runtime.report",
 )
 
 

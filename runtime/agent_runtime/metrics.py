@@ -162,8 +162,10 @@ endpoints = Gauge("agent_gateway_endpoints", "Endpoints known, by route.", ["rou
 healthy_endpoints = Gauge(
     "agent_gateway_endpoints_healthy", "Endpoints passing active health checks.", ["route"], registry=REGISTRY
 )
-in_flight = Gauge("agent_gateway_in_flight", "Requests in flight in the gateway.", registry=REGISTRY)
-shed = Counter("agent_gateway_shed", "Requests shed with 503 because of overload.", registry=REGISTRY)
+in_flight = Gauge(signals.IN_FLIGHT, "Requests in flight in the gateway.", registry=REGISTRY)
+shed = Counter(
+    signals.SHED_TOTAL.removesuffix("_total"), "Requests shed with 503 because of overload.", registry=REGISTRY
+)
 tunnels = Counter(
     "agent_gateway_tunnels", "Upgrade (WebSocket) tunnels opened, by route.", ["route"], registry=REGISTRY
 )
@@ -171,7 +173,7 @@ tunnels_open = Gauge(
     "agent_gateway_tunnels_open", "Upgrade (WebSocket) tunnels open now.", ["route"], registry=REGISTRY
 )
 route_ready = Gauge(
-    "agent_gateway_route_ready", "1 when the route has endpoints to send to, 0 when not.", ["route"], registry=REGISTRY
+    signals.ROUTE_READY, "1 when the route has endpoints to send to, 0 when not.", ["route"], registry=REGISTRY
 )
 config_reloads = Counter("agent_gateway_config_reloads", "Config reloads, by result.", ["result"], registry=REGISTRY)
 

@@ -14,6 +14,9 @@ Exported by the gateway (one series set per gateway replica):
 - ``agent_endpoints_ejected{route}`` gauge: endpoints currently ejected by outlier detection.
 - ``agent_retries_total{route}`` counter: retries sent (not counting first tries).
 - ``agent_retry_budget_exhausted_total{route}`` counter: retries refused by the retry budget.
+- ``agent_gateway_route_ready{route}`` gauge: 1 while the route has endpoints to send to.
+- ``agent_gateway_in_flight`` gauge: requests in flight in the gateway.
+- ``agent_gateway_shed_total`` counter: requests shed with 503 because of overload.
 
 Reported by the agents themselves (scraped from each agent pod):
 
@@ -51,6 +54,9 @@ __all__ = [
     "REQUEST_DURATION",
     "RETRIES_TOTAL",
     "RETRY_BUDGET_EXHAUSTED_TOTAL",
+    "ROUTE_READY",
+    "IN_FLIGHT",
+    "SHED_TOTAL",
     "AgentQueueMetrics",
 ]
 
@@ -60,6 +66,9 @@ BREAKER_STATE = "agent_breaker_state"
 ENDPOINTS_EJECTED = "agent_endpoints_ejected"
 RETRIES_TOTAL = "agent_retries_total"
 RETRY_BUDGET_EXHAUSTED_TOTAL = "agent_retry_budget_exhausted_total"
+ROUTE_READY = "agent_gateway_route_ready"
+IN_FLIGHT = "agent_gateway_in_flight"
+SHED_TOTAL = "agent_gateway_shed_total"
 QUEUE_LENGTH = "agent_queue_length"
 QUEUE_OLDEST_AGE = "agent_queue_oldest_age_seconds"
 BACKUP_LAST_SUCCESS = "agent_backup_last_success_timestamp_seconds"
