@@ -288,7 +288,8 @@ def spike(target: Target) -> DrillLog:
         wait_for(lambda: replicas() and len(drill.ready_pods()) > hpa.min_replicas, 120, "the new pods Ready")
         # Polled on through the spike, so the replica series has every change.
         wait_for(lambda: replicas() and drill.runner.now() > end, end + 60, "the spike's end")
-        wait_for(lambda: replicas() == hpa.min_replicas and len(drill.ready_pods()) == hpa.min_replicas,
+        # Back at the minimum once the extra pods are gone (deleted after their pause and drain).
+        wait_for(lambda: replicas() == hpa.min_replicas and len(drill.watcher.present_pods()) == hpa.min_replicas,
                  hpa.scale_down_window + METRICS_DELAY_SECONDS + 120, "the HPA back at its minimum")
         time.sleep(3)
 
@@ -317,7 +318,7 @@ def spike(target: Target) -> DrillLog:
     log.check("the added pods served requests", any(analysis.requests_to(log.requests, p, 0) for p in added),
               f"added {sorted(added)}")
     gone = {e.pod for e in log.events if e.kind == "deleted"}
-    log.check("pods went away after the spike", bool(gone))
+    log.check("pods went away after the spike", bool(gone), f"deleted: {sorted(gone)}")
     failed = analysis.failures(log.requests)
     log.figures["availability_percent"] = round(analysis.availability(log.requests) * 100, 3)
     log.check("no request failed, while pods came or went", not failed,
