@@ -106,6 +106,8 @@ def exec_program(argv: list[str]) -> int:
     except pulumi.RunError as exc:
         pulumi.log.error(str(exc))
         return BAIL_EXIT_CODE
+    except KeyboardInterrupt:
+        return 130
     except Exception:  # noqa: BLE001  (a bug in the program: its traceback is the report)
         pulumi.log.error("Program failed with an unhandled exception:\n" + traceback.format_exc())
         return BAIL_EXIT_CODE
@@ -287,7 +289,11 @@ def make_servicer(engine_address: str) -> Any:
             env["PULUMI_CONFIG"] = json.dumps(dict(request.config))
             env["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(list(request.configSecretKeys))
             # The program's output goes where the host's goes: the CLI shows it as the program's.
-            proc = subprocess.Popen(cmd, cwd=request.pwd or None, env=env, stdin=subprocess.DEVNULL)
+            # Its own session: a Ctrl-C (or the CLI ending the host's process group after a
+            # failed preview) reaches the host, which ends the program quietly, never a
+            # KeyboardInterrupt traceback in the middle of the engine's report.
+            proc = subprocess.Popen(cmd, cwd=request.pwd or None, env=env, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
             with self.lock:
                 self.children.add(proc)
             context.add_callback(lambda: _terminate(proc))
