@@ -24,12 +24,16 @@ from pydantic import (
 )
 
 from agent_runtime.config import (
+    DURATION_PATTERN,
     AlertRule,
+    Duration,
+    duration_schema,
     GatewayConfig as RuntimeGatewayConfig,
     Model,
     RouteSettings,
     BackupConfig,
     Strategy,
+    parse_duration,
 )
 from agent_runtime.alerts.templates import NotInProcessError, TemplateError, check_template
 from components import labels as L
@@ -55,6 +59,11 @@ ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 # Paths the platform itself serves on every agent and the gateway (probes, Prometheus).
 RESERVED_PREFIXES = ("/healthz", "/readyz", "/metrics")
 _STEP = re.compile(r"^(?P<value>\d+)(?P<percent>%?)$")
+
+
+# Durations in whole seconds (or `5m`, `1h30m`); the bounds are each field's own.
+IntSeconds = Annotated[int, Duration, duration_schema({"type": "integer"})]
+FloatSeconds = Annotated[float, Duration, duration_schema({"type": "number"})]
 
 
 class StackConfigError(Exception):
@@ -167,8 +176,8 @@ class Autoscaling(Model):
     max_instances: int = Field(ge=1, le=INT32_MAX)
     cpu_threshold: int | None = Field(70, ge=1, le=100)
     memory_threshold: int | None = Field(None, ge=1, le=100)
-    scale_up_cooldown: int = Field(0, ge=0, le=3600)
-    scale_down_cooldown: int = Field(300, ge=0, le=3600)
+    scale_up_cooldown: IntSeconds = Field(0, ge=0, le=3600)
+    scale_down_cooldown: IntSeconds = Field(300, ge=0, le=3600)
     scale_up_step: int | str = "100%"
     scale_down_step: int | str = 1
     queue: QueueScaling | None = None
@@ -213,9 +222,9 @@ class RouteConfig(RouteSettings):
     # Defaults to /<cluster name>.
     path_prefix: str | None = Field(None, pattern=r"^/")
     # Per try, until the agent's response head; unset: the cluster's max_run_seconds.
-    timeout_seconds: float | None = Field(None, gt=0)  # type: ignore[assignment]
+    timeout_seconds: FloatSeconds | None = Field(None, gt=0)  # type: ignore[assignment]
     # All tries together; unset: the cluster's max_run_seconds. Shorter only with short_deadline.
-    deadline_seconds: float | None = Field(None, gt=0)
+    deadline_seconds: FloatSeconds | None = Field(None, gt=0)
     # A route that knowingly cuts runs shorter than its cluster's max_run_seconds.
     short_deadline: bool = False
 
@@ -244,7 +253,7 @@ class ClusterConfig(Model):
     resources: ResourceSpec
     autoscaling: Autoscaling | None = None
     # The longest single agent run; shutdown waits this long so runs are never cut short.
-    max_run_seconds: int = Field(300, ge=1, le=86400)
+    max_run_seconds: IntSeconds = Field(300, ge=1, le=MAX_RUN_LIMIT_SECONDS)
     # Holds conversation state in memory: never scaled to zero.
     stateful: bool = False
     disruption_budget: DisruptionBudget = DisruptionBudget()
@@ -323,7 +332,17 @@ class MonitoringConfig(Model):
     slo: SloConfig = SloConfig()
     webhook_url: str | None = None
     grafana_dashboard: bool = True
-    scrape_interval: str = Field("30s", pattern=r"^\d+[smh]$")
+    # Prometheus' own duration form, written into each ServiceMonitor as it is.
+    scrape_interval: str = "30s"
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        if isinstance(value, str) and not DURATION_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus duration (such as 30s, 1m, 1h30m)")
+        if parse_duration(value) <= 0:
+            raise ValueError(f"{value!r} must be longer than zero")
+        return value
 
     @model_validator(mode="after")
     def _templates_expand(self) -> MonitoringConfig:

@@ -302,3 +302,31 @@ def test_a_prod_gateway_may_not_autoscale_down_to_one():
     values = _prod()
     values["gateway"]["autoscaling"]["min_instances"] = 1
     assert "gateway.autoscaling.min_instances (1) must be >= 2 in prod" in _error(values)
+
+
+def test_stack_durations_take_the_prometheus_form():
+    values = _local()
+    values["clusters"][0]["max_run_seconds"] = "1h30m"
+    values["clusters"][0]["autoscaling"]["scale_down_cooldown"] = "5m"
+    values["monitoring"] = {"scrape_interval": "1m30s"}
+    config = validate_platform(values, "local")
+    workers = config.cluster("workers")
+    assert workers.max_run_seconds == 5400 and workers.autoscaling is not None
+    assert workers.autoscaling.scale_down_cooldown == 300
+    assert config.monitoring.scrape_interval == "1m30s"
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("max_run_seconds", "a while", "'a while' is not a duration"),
+    ("max_run_seconds", "2d", "less than or equal to 86400"),
+])
+def test_bad_stack_durations_name_their_key(key, value, says):
+    values = _local()
+    values["clusters"][0][key] = value
+    assert f"clusters.workers.{key}:" in (message := _error(values, "local")) and says in message
+
+
+def test_a_scrape_interval_that_prometheus_would_refuse():
+    values = _local()
+    values["monitoring"] = {"scrape_interval": "30"}
+    assert "monitoring.scrape_interval: '30' is not a Prometheus duration" in _error(values, "local")
