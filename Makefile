@@ -7,13 +7,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up preview destroy lint test test-fast toolchain kube-toolchain node-toolchain images cluster-up cluster-down drills \
+.PHONY: up preview destroy template lint test test-fast toolchain kube-toolchain node-toolchain images cluster-up cluster-down drills \
 	s3-server system-deps schema bench clean
 
+# pip's output goes to .venv/pip.log and is shown in full when an install fails.
 $(STAMP): requirements.txt runtime/pyproject.toml bench/requirements.txt
+	@echo "venv: creating $(VENV) and installing requirements.txt (a few minutes the first time; log: $(VENV)/pip.log)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r bench/requirements.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e runtime
+	@$(VENV)/bin/pip install --disable-pip-version-check -r requirements.txt -r bench/requirements.txt \
+	    >$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; echo "venv: pip install failed (above)"; exit 1; }
+	@$(VENV)/bin/pip install --disable-pip-version-check --no-deps -e runtime \
+	    >>$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; echo "venv: pip install -e runtime failed (above)"; exit 1; }
 	touch $@
 
 toolchain:
@@ -53,14 +57,23 @@ s3-server:
 system-deps:
 	bash tools/install-system-deps.sh
 
+# `pulumi up -s $(STACK) --policy-pack policies --policy-pack-config stacks/policy-config.$(STACK).json`
+# with the pinned CLI; tools/engine.py prints each command it runs and refuses the local
+# passphrase and state directory for any stack but local and node.
+STACK ?= local
+
 up: $(STAMP) toolchain
-	$(PY) tools/engine.py up --stack local
+	$(PY) tools/engine.py up --stack $(STACK)
 
 preview: $(STAMP) toolchain
-	$(PY) tools/engine.py preview --stack local --policy-pack policies
+	$(PY) tools/engine.py preview --stack $(STACK)
 
 destroy: $(STAMP) toolchain
-	$(PY) tools/engine.py destroy --stack local
+	$(PY) tools/engine.py destroy --stack $(STACK)
+
+# Any stack's manifests to build/manifests/$(STACK)/ without a cluster (like `helm template`).
+template: $(STAMP) toolchain
+	$(PY) tools/engine.py template --stack $(STACK)
 
 # Lint and type checks (configuration in pyproject.toml); `make test` runs them first.
 lint: $(STAMP)

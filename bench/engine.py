@@ -90,10 +90,13 @@ def _timed_preview(stack_name: str, program: Callable[[], None], workdir: Path, 
     import engine
     from pulumi import automation as auto
 
+    from components.stack_safety import is_local
+
     bin_dir = engine.toolchain_bin()
-    env = engine.engine_env(bin_dir, workdir / "state", workdir / "home")
+    env = engine.engine_env(bin_dir, stack_name, workdir / "state", workdir / "home",
+                            passphrase=None if is_local(stack_name) else "bench-passphrase", work_dir=workdir)
     engine.install_provider(bin_dir, env)
-    options = auto.LocalWorkspaceOptions(work_dir=str(workdir), pulumi_home=env["PULUMI_HOME"], env_vars=env,
+    options = auto.LocalWorkspaceOptions(work_dir=str(workdir), pulumi_home=str(workdir / "home"), env_vars=env,
                                          pulumi_command=auto.PulumiCommand(root=str(bin_dir.parent)))
     stack = auto.create_or_select_stack(stack_name=stack_name, project_name="agent-platform",
                                         program=program, opts=options)

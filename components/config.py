@@ -24,24 +24,47 @@ from pydantic import (
 )
 
 from agent_runtime.config import (
+    DURATION_PATTERN,
     AlertRule,
+    Duration,
+    duration_schema,
     GatewayConfig as RuntimeGatewayConfig,
     Model,
     RouteSettings,
     BackupConfig,
     Strategy,
     prefix_rewrite_problem,
+    parse_duration,
 )
 from agent_runtime.alerts.templates import NotInProcessError, TemplateError, check_template
 from components import labels as L
 from components.image_ref import pinning_problem
 from components.quantity import PATTERN as QUANTITY_PATTERN, parse_quantity
+from components.schedule import schedule_problem
 
 PROJECT = "agent-platform"
 
 Environment = Literal["local", "dev", "staging", "prod"]
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Service names are DNS-1035 labels: they start with a letter (a cluster or database name
+# becomes one).
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# replicas, minReplicas, maxReplicas and ResourceQuota counts are int32 in the Kubernetes API.
+INT32_MAX = 2**31 - 1
+# Route deadlines and max_run_seconds become terminationGracePeriodSeconds: a day at most.
+MAX_RUN_LIMIT_SECONDS = 86400
+# The CronJob controller appends an 11-character suffix to its Jobs' names (63 - 11).
+CRONJOB_NAME_MAX = 52
+# Kubernetes' classic rule for env var names (C_IDENTIFIER plus '-' and '.').
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+# Paths the platform itself serves on every agent and the gateway (probes, Prometheus).
+RESERVED_PREFIXES = ("/healthz", "/readyz", "/metrics")
 _STEP = re.compile(r"^(?P<value>\d+)(?P<percent>%?)$")
+
+
+# Durations in whole seconds (or `5m`, `1h30m`); the bounds are each field's own.
+IntSeconds = Annotated[int, Duration, duration_schema({"type": "integer"})]
+FloatSeconds = Annotated[float, Duration, duration_schema({"type": "number"})]
 
 
 class StackConfigError(Exception):
@@ -56,6 +79,41 @@ def _quantity(value: Any) -> str:
     return text
 
 
+def _bytes(value: Any) -> str:
+    """A memory or storage quantity: a whole number of bytes (`512m` is 0.512 bytes)."""
+    text = _quantity(value)
+    amount = parse_quantity(text)
+    if amount.denominator != 1 or (amount < 1 and amount != 0):
+        hint = f"; write {text[:-1]}Mi (mebibytes) or {text[:-1]}M (megabytes)" if text.endswith("m") else ""
+        raise ValueError(f"{text!r} is not a whole number of bytes (the suffix m means milli){hint}")
+    return text
+
+
+def _service_name(value: str, what: str) -> str:
+    if not re.match(DNS_1035_LABEL, value):
+        raise ValueError(
+            f"{what} {value!r} must be lower-case letters, digits and '-', start with a letter and "
+            f"end with a letter or digit (it names a Kubernetes Service)"
+        )
+    return value
+
+
+def _image(value: str) -> str:
+    if not value or value != value.strip() or any(c.isspace() for c in value):
+        raise ValueError(f"image {value!r} must be an image reference such as registry.example/team/agent:1.2.3")
+    return value
+
+
+def _env_names(env: dict[str, Any]) -> dict[str, Any]:
+    for name in env:
+        if not ENV_NAME.match(name):
+            raise ValueError(
+                f"environment variable name {name!r} is not valid: letters, digits, '_', '-' and '.', "
+                "not starting with a digit"
+            )
+    return env
+
+
 Quantity = Annotated[str, Field(json_schema_extra={"pattern": QUANTITY_PATTERN})]
 
 
@@ -63,10 +121,15 @@ class Resources(Model):
     cpu: Quantity
     memory: Quantity
 
-    @field_validator("cpu", "memory", mode="before")
+    @field_validator("cpu", mode="before")
     @classmethod
     def _is_quantity(cls, value: Any) -> str:
         return _quantity(value)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _is_bytes(cls, value: Any) -> str:
+        return _bytes(value)
 
 
 class ResourceSpec(Model):
@@ -110,12 +173,12 @@ class Autoscaling(Model):
     See `components.scaling.hpa_behavior` for the translation (documented in the README).
     """
 
-    min_instances: int = Field(ge=0)
-    max_instances: int = Field(ge=1)
+    min_instances: int = Field(ge=0, le=INT32_MAX)
+    max_instances: int = Field(ge=1, le=INT32_MAX)
     cpu_threshold: int | None = Field(70, ge=1, le=100)
     memory_threshold: int | None = Field(None, ge=1, le=100)
-    scale_up_cooldown: int = Field(0, ge=0, le=3600)
-    scale_down_cooldown: int = Field(300, ge=0, le=3600)
+    scale_up_cooldown: IntSeconds = Field(0, ge=0, le=3600)
+    scale_down_cooldown: IntSeconds = Field(300, ge=0, le=3600)
     scale_up_step: int | str = "100%"
     scale_down_step: int | str = 1
     queue: QueueScaling | None = None
@@ -160,31 +223,59 @@ class RouteConfig(RouteSettings):
     # Defaults to /<cluster name>.
     path_prefix: str | None = Field(None, pattern=r"^/")
     # Per try, until the agent's response head; unset: the cluster's max_run_seconds.
-    timeout_seconds: float | None = Field(None, gt=0)  # type: ignore[assignment]
+    timeout_seconds: FloatSeconds | None = Field(None, gt=0)  # type: ignore[assignment]
     # All tries together; unset: the cluster's max_run_seconds. Shorter only with short_deadline.
-    deadline_seconds: float | None = Field(None, gt=0)
+    deadline_seconds: FloatSeconds | None = Field(None, gt=0)
     # A route that knowingly cuts runs shorter than its cluster's max_run_seconds.
     short_deadline: bool = False
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _not_reserved(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        for reserved in RESERVED_PREFIXES:
+            if value == reserved or value.startswith(reserved + "/"):
+                raise ValueError(
+                    f"path_prefix {value!r} is a path the platform serves itself (probes, Prometheus: "
+                    f"{', '.join(RESERVED_PREFIXES)}); choose another prefix"
+                )
+        return value
 
 
 class ClusterConfig(Model):
     """One agent cluster: a Deployment of identical agents behind Services, scaled by an HPA."""
 
-    name: str = Field(pattern=DNS_LABEL, max_length=40)
-    image: str
-    replicas: int = Field(2, ge=0)
+    name: str = Field(max_length=40, json_schema_extra={"pattern": DNS_1035_LABEL})
+    image: str = Field(min_length=1)
+    replicas: int = Field(2, ge=0, le=INT32_MAX)
     port: int = Field(8080, ge=1024, le=65535)
     capabilities: tuple[str, ...] = ()
     resources: ResourceSpec
     autoscaling: Autoscaling | None = None
     # The longest single agent run; shutdown waits this long so runs are never cut short.
-    max_run_seconds: int = Field(300, ge=1, le=86400)
+    max_run_seconds: IntSeconds = Field(300, ge=1, le=MAX_RUN_LIMIT_SECONDS)
     # Holds conversation state in memory: never scaled to zero.
     stateful: bool = False
     disruption_budget: DisruptionBudget = DisruptionBudget()
     env: dict[str, str] = {}
     # Environment variables read from Kubernetes Secrets: NAME -> "secret-name/key".
     secret_env: dict[str, Annotated[str, Field(pattern=r"^[a-z0-9.-]+/[-._a-zA-Z0-9]+$")]] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _is_service_name(cls, value: str) -> str:
+        return _service_name(value, "cluster name")
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _is_image(cls, value: Any) -> Any:
+        return _image(value) if isinstance(value, str) else value
+
+    @field_validator("env", "secret_env")
+    @classmethod
+    def _env_names_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        return _env_names(value)
 
     @model_validator(mode="after")
     def _stateful_never_zero(self) -> ClusterConfig:
@@ -197,8 +288,8 @@ class GatewaySpec(RuntimeGatewayConfig):
     """The gateway's Deployment; the process settings (port, max_in_flight, deadlines) are the
     runtime's own `GatewayConfig`, inherited so they are defined once."""
 
-    image: str
-    replicas: int = Field(2, ge=1)
+    image: str = Field(min_length=1)
+    replicas: int = Field(2, ge=1, le=INT32_MAX)
     # In a pod the gateway must listen on every interface, or its Service cannot reach it.
     host: Literal["0.0.0.0", "::"] = "0.0.0.0"
     # The pod runs as non-root without NET_BIND_SERVICE, so no privileged port.
@@ -207,6 +298,22 @@ class GatewaySpec(RuntimeGatewayConfig):
     autoscaling: Autoscaling | None = None
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     disruption_budget: DisruptionBudget = DisruptionBudget()
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _is_image(cls, value: Any) -> Any:
+        return _image(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _never_zero(self) -> GatewaySpec:
+        if self.autoscaling is not None and self.autoscaling.min_instances < 1:
+            raise ValueError("autoscaling.min_instances must be >= 1: a gateway scaled to zero answers nothing")
+        if not self.default_deadline_seconds <= MAX_RUN_LIMIT_SECONDS:
+            raise ValueError(
+                f"default_deadline_seconds ({self.default_deadline_seconds:g}) must be at most "
+                f"{MAX_RUN_LIMIT_SECONDS} (a day): the gateway's terminationGracePeriodSeconds is derived from it"
+            )
+        return self
 
     def runtime(self) -> RuntimeGatewayConfig:
         """The part the gateway process reads (its ConfigMap)."""
@@ -226,7 +333,17 @@ class MonitoringConfig(Model):
     slo: SloConfig = SloConfig()
     webhook_url: str | None = None
     grafana_dashboard: bool = True
-    scrape_interval: str = Field("30s", pattern=r"^\d+[smh]$")
+    # Prometheus' own duration form, written into each ServiceMonitor as it is.
+    scrape_interval: str = "30s"
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        if isinstance(value, str) and not DURATION_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus duration (such as 30s, 1m, 1h30m)")
+        if parse_duration(value) <= 0:
+            raise ValueError(f"{value!r} must be longer than zero")
+        return value
 
     @model_validator(mode="after")
     def _templates_expand(self) -> MonitoringConfig:
@@ -251,14 +368,19 @@ class QuotaConfig(Model):
     requests_memory: Quantity = "16Gi"
     limits_cpu: Quantity = "16"
     limits_memory: Quantity = "32Gi"
-    pods: int = Field(100, ge=1)
+    pods: int = Field(100, ge=1, le=INT32_MAX)
     default_request: Resources = Resources(cpu="100m", memory="128Mi")
     default_limit: Resources = Resources(cpu="500m", memory="512Mi")
 
-    @field_validator("requests_cpu", "requests_memory", "limits_cpu", "limits_memory", mode="before")
+    @field_validator("requests_cpu", "limits_cpu", mode="before")
     @classmethod
     def _is_quantity(cls, value: Any) -> str:
         return _quantity(value)
+
+    @field_validator("requests_memory", "limits_memory", mode="before")
+    @classmethod
+    def _is_bytes(cls, value: Any) -> str:
+        return _bytes(value)
 
 
 class KubernetesConfig(Model):
@@ -292,8 +414,8 @@ class ImageBuildConfig(Model):
 class DatabaseConfig(Model):
     """A PostgreSQL the stack runs for agent state (components/database.py)."""
 
-    name: str = Field(pattern=DNS_LABEL, max_length=40)
-    image: str
+    name: str = Field(max_length=40, json_schema_extra={"pattern": DNS_1035_LABEL})
+    image: str = Field(min_length=1)
     database: str = Field("agents", min_length=1, max_length=63)
     user: str = Field("agents", min_length=1, max_length=63)
     # The password comes from this Secret (key `password_secret_key`), never from the stack file.
@@ -308,7 +430,17 @@ class DatabaseConfig(Model):
     @field_validator("volume_size", mode="before")
     @classmethod
     def _is_quantity(cls, value: Any) -> str:
-        return _quantity(value)
+        return _bytes(value)
+
+    @field_validator("name")
+    @classmethod
+    def _is_service_name(cls, value: str) -> str:
+        return _service_name(value, "database name")
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _is_image(cls, value: Any) -> Any:
+        return _image(value) if isinstance(value, str) else value
 
 
 class PlatformConfig(Model):
@@ -435,6 +567,69 @@ class PlatformConfig(Model):
                     raise ValueError(f"{path} ({lowest}) must be >= 2 in prod: one replica is an outage waiting")
             if self.gateway.replicas < 2:
                 raise ValueError(f"gateway.replicas ({self.gateway.replicas}) must be >= 2 in prod")
+            if self.gateway.autoscaling is not None and self.gateway.autoscaling.min_instances < 2:
+                raise ValueError(
+                    f"gateway.autoscaling.min_instances ({self.gateway.autoscaling.min_instances}) must be >= 2 "
+                    "in prod: the HPA would scale the gateway, the single door to every agent, down to one pod"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _kubernetes_limits(self) -> PlatformConfig:
+        """Values the API server would reject, or that would be created and never work."""
+        backup = self.backup
+        schedules = [("backup.schedule", backup.schedule), ("backup.drill.schedule", backup.drill.schedule)]
+        for source in backup.sources:
+            if source.wal_archiving.enabled:
+                schedules.append((f"backup.sources.{source.name}.wal_archiving.base_backup_schedule",
+                                  source.wal_archiving.base_backup_schedule))
+        for path, schedule in schedules:
+            if (problem := schedule_problem(schedule)) is not None:
+                raise ValueError(f"{path}: {problem}")
+        for source in backup.sources:
+            prefixes = ["backup-", "restore-", *(["basebackup-"] if source.wal_archiving.enabled else [])]
+            longest = max((f"{prefix}{source.name}" for prefix in prefixes), key=len)
+            if len(longest) > CRONJOB_NAME_MAX:
+                raise ValueError(
+                    f"backup.sources.{source.name}.name is too long: its CronJob {longest!r} would have "
+                    f"{len(longest)} characters, Kubernetes allows {CRONJOB_NAME_MAX} "
+                    f"(so the source name may have {CRONJOB_NAME_MAX - len(longest) + len(source.name)})"
+                )
+        sizes = [("backup.target.size", backup.target.size)] if backup.target.kind == "pvc" else []
+        sizes += [(f"backup.sources.{s.name}.wal_archiving.volume_size", s.wal_archiving.volume_size)
+                  for s in backup.sources if s.wal_archiving.enabled]
+        for path, size in sizes:
+            try:
+                _bytes(size)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
+        for index, route in enumerate(self.routes):
+            for key in ("deadline_seconds", "timeout_seconds"):
+                value = getattr(route, key)
+                if value is not None and not value <= MAX_RUN_LIMIT_SECONDS:
+                    raise ValueError(
+                        f"routes[{index}].{key} ({value:g}) must be at most {MAX_RUN_LIMIT_SECONDS} (a day): "
+                        "the gateway's terminationGracePeriodSeconds is derived from it"
+                    )
+        for route in self.effective_routes():
+            if not route.health_check.path.startswith("/"):
+                raise ValueError(
+                    f"routes.{self.route_name(route)}.health_check.path ({route.health_check.path!r}) "
+                    "must start with '/'"
+                )
+        pods = [(f"clusters.{c.name}", c.resources) for c in self.clusters]
+        pods.append(("gateway", self.gateway.resources))
+        for path, spec in pods:
+            for kind, ceiling_key in (("requests", "requests_cpu"), ("requests", "requests_memory"),
+                                      ("limits", "limits_cpu"), ("limits", "limits_memory")):
+                resource = ceiling_key.split("_")[1]
+                wanted = getattr(getattr(spec, kind), resource)
+                ceiling = getattr(self.quota, ceiling_key)
+                if parse_quantity(wanted) > parse_quantity(ceiling):
+                    raise ValueError(
+                        f"quota.{ceiling_key} ({ceiling}) is smaller than one pod's {resource} {kind} "
+                        f"({path}.resources.{kind}.{resource}: {wanted}): no such pod could ever start"
+                    )
         return self
 
     def effective_routes(self) -> tuple[RouteConfig, ...]:

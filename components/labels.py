@@ -57,9 +57,16 @@ def standard_labels(name: str, component: str, environment: str, version: str | 
         "app.kubernetes.io/managed-by": "pulumi",
         "agent-platform.io/environment": environment,
     }
-    if version:
-        labels["app.kubernetes.io/version"] = version[:63]
+    if version and (value := label_value(version)):
+        labels["app.kubernetes.io/version"] = value
     return labels
+
+
+def label_value(text: str) -> str:
+    """`text` as a valid label value: at most 63 characters, starting and ending with a letter or
+    digit. An image tag may be 128 characters and start with `_`; cut bluntly, a 70-character
+    tag would leave a label ending in `-`, which the API server rejects."""
+    return text[:63].strip("-_.")
 
 
 def image_version(image: str) -> str | None:

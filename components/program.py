@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from components.config import PlatformConfig, StackConfigError, load_platform_config
 from components.platform import Platform
+from components.stack_safety import secrets_provider, unsafe_state_or_secrets
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,13 @@ def provider(config: PlatformConfig) -> k8s.Provider:
 
 
 def program() -> None:
+    # Before anything else, so a bare `pulumi up -s prod` with the local passphrase or the
+    # project's state directory stops here (the engine has not written state yet).
+    stack = pulumi.get_stack()
+    provider_url = secrets_provider(Path.cwd() / "stacks" / f"Pulumi.{stack}.yaml")
+    problem = unsafe_state_or_secrets(stack, os.environ, Path.cwd(), provider_url)
+    if problem:
+        raise pulumi.RunError(problem)
     try:
         config = load_platform_config()
     except StackConfigError as exc:

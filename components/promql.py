@@ -29,7 +29,6 @@ workbook (chapter 5, "Alerting on SLOs"): 14.4x over 1h and 5m pages, 6x over 6h
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +36,7 @@ from agent_runtime.alerts.annotations import RUNBOOK_BASE_URL, alert_annotations
 from agent_runtime.alerts.signals import SIGNALS, Query, error_ratio_expr, error_ratio_record, selector
 from agent_runtime.alerts.templates import duration
 from agent_runtime.config import AlertRule, BackupConfig
+from components.schedule import longest_gap_seconds
 
 __all__ = [
     "BURN_RATE_WINDOWS",
@@ -114,35 +114,9 @@ def alert_expr(
 
 
 def cron_period_seconds(schedule: str) -> float:
-    """How often a 5-field cron schedule runs, roughly: enough to say when a run was missed."""
-    fields = schedule.split()
-    if len(fields) != 5:
-        return 86400.0
-    minute, hour, dom, month, dow = fields
-
-    def count(field: str, span: int) -> int | None:
-        if field == "*":
-            return span
-        if field.startswith("*/") and field[2:].isdigit():
-            return max(1, span // int(field[2:]))
-        if re.fullmatch(r"\d+(,\d+)*", field):
-            return len(field.split(","))
-        return None
-
-    if month != "*":
-        return 366 * 86400.0
-    if dom != "*":
-        return 31 * 86400.0
-    per_week = 7
-    if dow != "*":
-        per_week = count(dow, 7) or 1
-    per_day = count(hour, 24) or 1
-    per_hour = count(minute, 60) or 1
-    if hour == "*" or hour.startswith("*/"):
-        runs_per_day = per_day * (per_hour if minute != "*" else 60)
-    else:
-        runs_per_day = per_day * (1 if minute != "*" else 60)
-    return 7 * 86400.0 / (per_week * runs_per_day)
+    """The longest time between two runs of a cron schedule (components.schedule): a missed-run
+    alert waits that long, so a weekday schedule alerts after Friday-to-Monday, not a week."""
+    return longest_gap_seconds(schedule)
 
 
 def _missed_after(period: float) -> float:

@@ -38,4 +38,11 @@ class Project:
         import engine
 
         return engine.run(command, stack, policy_packs or [], backend_dir=self.backend, home=self.home,
-                          echo=False, work_dir=self.root)
+                          echo=False, work_dir=self.root, passphrase=self.passphrase(stack))
+
+    @staticmethod
+    def passphrase(stack: str) -> str | None:
+        """The local stacks' public passphrase is theirs alone: others get a test one."""
+        from components.stack_safety import is_local
+
+        return None if is_local(stack) else "engine-test-passphrase"

@@ -65,6 +65,10 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         else:
             default = f"`{json.dumps(_plain(field.default), default=str)}`"
         type_name = _type_name(annotation)
+        from agent_runtime.config import Duration
+
+        if Duration in field.metadata:
+            type_name = "seconds or duration (`5m`, `1h30m`)"
         rows.append(f"| `{path}` | {type_name} | {default} |")
         if nested is not None:
             rows.extend(_rows(nested, f"{path}{'[].' if 'tuple' in str(annotation) else '.'}"))
@@ -90,11 +94,23 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 
 
 def _type_name(annotation: Any) -> str:
+    if _is_duration(annotation):
+        optional = type(None) in getattr(annotation, "__args__", ())
+        return "seconds or duration (`5m`, `1h30m`)" + (" \\| None" if optional else "")
     text = str(annotation) if not isinstance(annotation, type) else annotation.__name__
     for noise in ("typing.", "components.config.", "agent_runtime.config.", "Annotated[", "NoneType"):
         text = text.replace(noise, "" if noise != "NoneType" else "None")
     text = re.sub(r", FieldInfo\(.*\)\]", "", text)
     return text.replace("|", "\\|")
+
+
+def _is_duration(annotation: Any) -> bool:
+    """A field annotated with agent_runtime.config.Duration (seconds, or Prometheus' form)."""
+    from agent_runtime.config import Duration
+
+    if Duration in (getattr(annotation, "__metadata__", ()) or ()):
+        return True
+    return any(_is_duration(arg) for arg in getattr(annotation, "__args__", ()) or ())
 
 
 def reference_markdown() -> str:

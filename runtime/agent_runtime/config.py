@@ -12,12 +12,22 @@ Envoy for outlier detection, Finagle/Linkerd for retry budgets.
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "AlertRule",
@@ -60,8 +70,40 @@ class ConfigError(ValueError):
     """One clear message naming the file and the key path of the first bad value(s)."""
 
 
-Seconds = Annotated[float, Field(ge=0)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
+# Prometheus' duration form (`90s`, `5m`, `1h30m`, `1d`, `250ms`), units in decreasing order.
+DURATION_PATTERN = _DURATION = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
+_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+def parse_duration(value: Any) -> Any:
+    """`"1h30m"` -> 5400.0 (Prometheus' duration form); numbers (seconds) pass as they are.
+    Anything else is left to the field's own type check, which names what it got."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    match = _DURATION.match(text)
+    if text and match and any(match.groups()):
+        return sum(int(n) * unit for n, unit in zip(match.groups(), _UNITS, strict=True) if n)
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a duration: give seconds (90) or Prometheus' form (90s, 5m, 1h30m, 1d)"
+        ) from None
+
+
+Duration = BeforeValidator(parse_duration)
+
+
+def duration_schema(number: dict[str, Any]) -> WithJsonSchema:
+    """The stack schema of a duration: the number of seconds, or Prometheus' form."""
+    text = {"type": "string", "pattern": DURATION_PATTERN.pattern, "description": "90s, 5m, 1h30m, 1d"}
+    return WithJsonSchema({"anyOf": [number, text]})
+# Every duration of the stack files and the runtime config: seconds, or `5m`, `1h30m`.
+Seconds = Annotated[float, Duration, Field(ge=0), duration_schema({"type": "number", "minimum": 0})]
+PositiveSeconds = Annotated[float, Duration, Field(gt=0), duration_schema({"type": "number", "exclusiveMinimum": 0})]
 Percent = Annotated[float, Field(ge=0, le=100)]
 
 Strategy = Literal[
@@ -141,7 +183,7 @@ class OutlierConfig(Model):
     max_ejection_percent: Percent = 50.0
     # Envoy's max_ejection_time_jitter: a random 0..jitter added to each ejection, so endpoints
     # ejected together (one bad deploy) do not all come back in the same instant.
-    max_ejection_time_jitter_seconds: float = Field(0.0, ge=0)
+    max_ejection_time_jitter_seconds: Seconds = 0.0
 
 
 class HealthCheckConfig(Model):
@@ -383,7 +425,7 @@ class WalArchiving(Model):
 
     enabled: bool = False
     # s3 targets: how often the received WAL is pushed; the RPO is about this plus one upload.
-    push_interval_seconds: float = Field(15.0, gt=0, le=60)
+    push_interval_seconds: Annotated[float, Duration] = Field(15.0, gt=0, le=60)
     # Base backups to keep (in the target); WAL older than the oldest one kept is not needed.
     base_backup_schedule: str = "0 2 * * *"
     base_retention_count: int = Field(3, ge=1)

@@ -199,3 +199,145 @@ def test_prefix_rewrite_that_would_glue_segments_names_the_route():
     )
     values["routes"][0]["prefix_rewrite"] = "/api/"
     validate_platform(values, "prod")
+
+
+# --- values Kubernetes would reject, or that would be created and never work ----------------
+
+
+def _local():
+    return copy.deepcopy(stack_values("local"))
+
+
+@pytest.mark.parametrize("key", ["replicas", "max_instances"])
+def test_counts_beyond_int32_are_refused(key):
+    values = _local()
+    target = values["clusters"][0] if key == "replicas" else values["clusters"][0]["autoscaling"]
+    target[key] = 2**31
+    path = "replicas" if key == "replicas" else "autoscaling.max_instances"
+    assert f"clusters.workers.{path}: Input should be less than or equal to 2147483647" in _error(values, "local")
+
+
+@pytest.mark.parametrize("deadline", [1e20, float("inf")])
+def test_a_route_deadline_beyond_a_day_is_refused_not_a_traceback(deadline):
+    values = _local()
+    values["routes"] = [{"cluster": "workers", "deadline_seconds": deadline}]
+    message = _error(values, "local")
+    assert "routes[0].deadline_seconds" in message and "must be at most 86400" in message
+
+
+def test_an_infinite_gateway_deadline_is_refused():
+    values = _local()
+    values["gateway"]["default_deadline_seconds"] = float("inf")
+    assert "gateway: default_deadline_seconds (inf) must be at most 86400" in _error(values, "local")
+
+
+def test_memory_in_millibytes_is_refused_with_the_fix():
+    values = _local()
+    values["clusters"][0]["resources"]["requests"]["memory"] = "512m"
+    message = _error(values, "local")
+    assert "clusters.workers.resources.requests.memory: '512m' is not a whole number of bytes" in message
+    assert "write 512Mi" in message
+
+
+@pytest.mark.parametrize("image", ["", " ", "registry.local/agents/worker :1"])
+def test_an_empty_or_spaced_image_is_refused(image):
+    values = _local()
+    values["clusters"][0]["image"] = image
+    assert "clusters.workers.image:" in _error(values, "local")
+
+
+@pytest.mark.parametrize("name", ["", "1A", "A=B", "has space"])
+def test_bad_env_names_are_refused(name):
+    values = _local()
+    values["clusters"][0]["env"] = {name: "x"}
+    assert f"clusters.workers.env: environment variable name {name!r} is not valid" in _error(values, "local")
+
+
+def test_a_cluster_name_starting_with_a_digit_is_refused_in_plain_words():
+    values = _local()
+    values["clusters"][0]["name"] = "1workers"
+    message = _error(values, "local")
+    assert "cluster name '1workers' must be lower-case letters, digits and '-', start with a letter" in message
+    assert "pattern" not in message
+
+
+@pytest.mark.parametrize("schedule", ["every day", "0 3 * *", "61 * * * *", "0 3 31 2 *"])
+def test_a_schedule_that_is_not_cron_is_refused(schedule):
+    values = _prod()
+    values["backup"]["schedule"] = schedule
+    assert f"backup.schedule: {schedule!r} " in _error(values)
+
+
+def test_a_backup_source_whose_cronjob_name_is_too_long_is_refused():
+    values = _prod()
+    values["backup"]["sources"][0]["name"] = "a" * 42  # with WAL archiving: basebackup-<name>
+    message = _error(values)
+    assert f"backup.sources.{'a' * 42}.name is too long" in message and "53 characters" in message
+    values["backup"]["sources"][0]["name"] = "a" * 41
+    validate_platform(values, "prod")
+
+
+def test_a_volume_size_that_is_not_a_quantity_is_refused():
+    values = _prod()
+    values["backup"]["target"]["size"] = "lots"
+    assert "backup.target.size: 'lots' is not a Kubernetes quantity" in _error(values)
+
+
+def test_a_quota_smaller_than_one_pod_is_refused():
+    values = _local()
+    values["quota"] = {"requests_memory": "64Mi"}
+    assert "quota.requests_memory (64Mi) is smaller than one pod's memory requests" in _error(values, "local")
+
+
+@pytest.mark.parametrize("prefix", ["/healthz", "/metrics", "/readyz/x"])
+def test_a_route_on_the_platforms_own_paths_is_refused(prefix):
+    values = _local()
+    values["routes"] = [{"cluster": "workers", "path_prefix": prefix}]
+    assert f"routes[0].path_prefix: path_prefix {prefix!r} is a path the platform serves itself" in _error(
+        values, "local")
+
+
+def test_a_health_check_path_without_a_slash_is_refused():
+    values = _local()
+    values["routes"] = [{"cluster": "workers", "health_check": {"path": "healthz"}}]
+    assert "routes.workers.health_check.path ('healthz') must start with '/'" in _error(values, "local")
+
+
+def test_a_gateway_may_not_scale_to_zero():
+    values = _local()
+    values["gateway"]["autoscaling"] = {"min_instances": 0, "max_instances": 2}
+    assert "gateway: autoscaling.min_instances must be >= 1" in _error(values, "local")
+
+
+def test_a_prod_gateway_may_not_autoscale_down_to_one():
+    values = _prod()
+    values["gateway"]["autoscaling"]["min_instances"] = 1
+    assert "gateway.autoscaling.min_instances (1) must be >= 2 in prod" in _error(values)
+
+
+def test_stack_durations_take_the_prometheus_form():
+    values = _local()
+    values["clusters"][0]["max_run_seconds"] = "1h30m"
+    values["clusters"][0]["autoscaling"]["scale_down_cooldown"] = "5m"
+    values["monitoring"] = {"scrape_interval": "1m30s"}
+    config = validate_platform(values, "local")
+    workers = config.cluster("workers")
+    assert workers.max_run_seconds == 5400 and workers.autoscaling is not None
+    assert workers.autoscaling.scale_down_cooldown == 300
+    assert config.monitoring.scrape_interval == "1m30s"
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("max_run_seconds", "a while", "'a while' is not a duration"),
+    ("max_run_seconds", "2d", "less than or equal to 86400"),
+])
+def test_bad_stack_durations_name_their_key(key, value, says):
+    values = _local()
+    values["clusters"][0][key] = value
+    assert f"clusters.workers.{key}:" in (message := _error(values, "local")) and says in message
+
+
+def test_a_scrape_interval_that_prometheus_would_refuse():
+    values = _local()
+    values["monitoring"] = {"scrape_interval": "30"}
+    assert "monitoring.scrape_interval: '30' is not a Prometheus duration" in _error(values, "local")

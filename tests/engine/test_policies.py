@@ -31,7 +31,7 @@ def test_shipped_stack_passes_its_policy_config(project, stack):
     import engine
 
     result = engine.run("preview", stack, ["policies"], backend_dir=project.backend, home=project.home,
-                        echo=False, work_dir=project.root)
+                        echo=False, work_dir=project.root, passphrase=project.passphrase(stack))
     assert result.change_summary.get("create", 0) > 20
     assert "agent-platform-policies" in result.stdout
     mandatory = [m.group(2) for m in VIOLATION.finditer(result.stdout) if m.group(1) == "mandatory"]
@@ -58,10 +58,11 @@ def test_bad_stack_is_rejected_with_exactly_the_expected_violations(project, tmp
     assert len({policy for policy, _ in expected}) >= 10
 
     bin_dir = engine.toolchain_bin()
-    env = engine.engine_env(bin_dir, project.backend, project.home)
+    env = engine.engine_env(bin_dir, "policy-fixture", project.backend, project.home,
+                            passphrase="engine-test-passphrase", work_dir=project.root)
     engine.install_provider(bin_dir, env)
     (project.root / "stacks" / "Pulumi.policy-fixture.yaml").write_text("config: {}\n")
-    options = auto.LocalWorkspaceOptions(work_dir=str(project.root), pulumi_home=env["PULUMI_HOME"], env_vars=env,
+    options = auto.LocalWorkspaceOptions(work_dir=str(project.root), pulumi_home=str(project.home), env_vars=env,
                                          pulumi_command=auto.PulumiCommand(root=str(bin_dir.parent)))
     stack = auto.create_or_select_stack(stack_name="policy-fixture", project_name="agent-platform",
                                         program=_fixture_program, opts=options)

@@ -54,3 +54,29 @@ def test_a_route_whose_prefix_rewrite_would_glue_segments_is_refused(tmp_path):
         load_json_config(path, RuntimeConfig)
     path.write_text(doc("/v1/chat/", "/"))
     assert load_json_config(path, RuntimeConfig).routes[0].prefix_rewrite == "/"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("5m", 300), ("1h30m", 5400), ("1d", 86400), ("2w", 14 * 86400), ("250ms", 0.25),
+    ("1h0m5s", 3605), (" 5m ", 300), ("30", 30), ("1.5", 1.5), (45, 45),
+])
+def test_durations_take_seconds_or_the_prometheus_form(text, seconds):
+    from agent_runtime.config import parse_duration
+
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["5 minutes", "1m30", "m", "30m1h", "", "5M"])
+def test_not_a_duration_says_what_it_takes(text):
+    from agent_runtime.config import parse_duration
+
+    with pytest.raises(ValueError, match="is not a duration: give seconds .* or Prometheus' form"):
+        parse_duration(text)
+
+
+def test_every_runtime_duration_field_takes_the_prometheus_form():
+    from agent_runtime.config import AlertRule, BreakerConfig
+
+    assert BreakerConfig(wait_duration_in_open_state="1m30s").wait_duration_in_open_state == 90
+    rule = AlertRule(name="Slow", signal="latency_p99_seconds", threshold=1, **{"for": "5m"}, window_seconds="1h")
+    assert (rule.for_seconds, rule.window_seconds) == (300, 3600)

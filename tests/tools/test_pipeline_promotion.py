@@ -47,7 +47,7 @@ def test_dev_to_staging_changes_exactly_the_travelling_lines():
         ("      max_run_seconds: 900", "      max_run_seconds: 600"),
         ("      image: ghcr.io/acme/agents/specialist:0.4.2", "      image: ghcr.io/acme/agents/specialist:0.5.0-rc.1"),
     ]
-    assert result.text.startswith("# Production rehearsal")
+    assert result.text.startswith("# yaml-language-server: $schema=schema.json\n# Production rehearsal")
     # dev declares no routes: staging keeps its own (consistent hashing for coordinators).
     assert any("declares no routes" in n for n in result.notes)
     validate_platform(promotion.plain_values(promotion.parse(result.text, "t")), "staging")

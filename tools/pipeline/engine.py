@@ -1,9 +1,10 @@
 """Every engine invocation of the pipeline, in one place.
 
-Today the program runs through the Automation API's in-process language server (as
-tools/engine.py does), because no `pulumi-language-python` host is installed beside the built CLI.
-Once that host is on PATH, set `INLINE_PROGRAM = False`: the same Automation API calls then run the
-project's `runtime: python` through the bare CLI, exactly like `pulumi preview -s <stack>`.
+The Automation API calls run the project's `runtime: python` through the bare CLI and the
+project's language host (tools/pulumi_language_python.py, installed beside the CLI by
+tools/build-toolchain.sh), exactly like `pulumi preview -s <stack>`. `INLINE_PROGRAM = False` runs
+the program in-process instead (the Automation API's own language server), the way this worked
+before the host existed; nothing uses it now, it stays as a switch for debugging the host.
 
 The pipeline reads the engine's structured event stream (the `--event-log` the Automation API
 attaches to each operation), never its human-readable text.
@@ -24,7 +25,7 @@ import engine as _driver  # noqa: E402  (tools/engine.py: toolchain, environment
 from pulumi import automation as auto  # noqa: E402
 
 # The one switch between the in-process language server and a bare CLI with its language host.
-INLINE_PROGRAM = True
+INLINE_PROGRAM = False
 
 
 @dataclasses.dataclass
@@ -56,14 +57,16 @@ class Run:
 
 def _stack(name: str, target: Target) -> auto.Stack:
     bin_dir = _driver.toolchain_bin()
-    env = _driver.engine_env(bin_dir, target.backend_dir, target.home)
+    env = _driver.engine_env(bin_dir, name, target.backend_dir, target.home, work_dir=target.work_dir)
     _driver.install_provider(bin_dir, env)
     program = None
     if INLINE_PROGRAM:
         from components.program import program
+    else:
+        _driver.link_program(target.work_dir)
     workspace = auto.LocalWorkspace(
         work_dir=str(target.work_dir),
-        pulumi_home=env["PULUMI_HOME"],
+        pulumi_home=env.get("PULUMI_HOME"),
         env_vars=env,
         program=program,
         pulumi_command=auto.PulumiCommand(root=str(bin_dir.parent), skip_version_check=False),
@@ -94,6 +97,8 @@ def _run(command: str, stack: str, target: Target, **kwargs: Any) -> Run:
         return Run(command, stack, events, failed=True,
                    stderr=f"error: the Pulumi toolchain could not be built or found "
                           f"(tools/build-toolchain.sh exited {err.returncode})")
+    except _driver.UnsafeRun as err:
+        return Run(command, stack, events, failed=True, stderr=f"error: {err}")
     try:
         operation = {"preview": handle.preview, "up": handle.up}[command]
         result = operation(on_event=events.append, color="never", on_output=_log if target.echo else None,
