@@ -41,16 +41,6 @@ def start_in_node(node: Node, argv: list[str]) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, cwd=REPO)
 
 
-def scrape(node: Node, port: int, path: str = "/metrics") -> str:
-    with node.connect(NODE_IP, port, timeout=5) as sock:
-        sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-        sock.settimeout(5)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data.decode(errors="replace")
-
-
 class Monitoring:
     """The Pushgateway and the webhook receiver, up until `stop()`."""
 
@@ -66,7 +56,9 @@ class Monitoring:
         service_on_node(node, "alert-receiver", WEBHOOK_PORT)
 
     def pushed_metrics(self) -> str:
-        return scrape(self.node, PUSHGATEWAY_PORT)
+        head, body = pods.http_get(self.node, NODE_IP, PUSHGATEWAY_PORT, "/metrics")
+        assert pods.is_ok(head), head
+        return body.decode(errors="replace")
 
     def received(self) -> list[dict]:
         """Every webhook payload received so far, in order."""

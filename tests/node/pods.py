@@ -71,6 +71,23 @@ def fetch(host: str, port: int, path: str = "/") -> str:
             "if grep -q '^HTTP/1.[01] 200' /tmp/answer; then tail -1 /tmp/answer; else echo unreachable; fi")
 
 
+def http_get(node: node_mod.Node, host: str, port: int, path: str = "/") -> tuple[bytes, bytes]:
+    """One HTTP/1.0 GET from the node's namespace (as a client on the node sends it): (status
+    line and headers, body)."""
+    with node.connect(host, port, timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        sock.settimeout(5)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def is_ok(head: bytes) -> bool:
+    return head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0]
+
+
 def create(node: node_mod.Node, ns: str, api_version: str, plural: str, obj: dict) -> dict:
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     status, body = node.api("POST", f"{base}/namespaces/{ns}/{plural}", obj)

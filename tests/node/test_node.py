@@ -12,15 +12,8 @@ NS = "node-basics"
 
 
 def _get(node, host: str, port: int, path: str = "/") -> str:
-    """One HTTP/1.0 GET from the node's namespace (as a client on the node would send it)."""
-    with node.connect(host, port, timeout=5) as sock:
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        sock.settimeout(5)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], head
+    head, body = pods.http_get(node, host, port, path)
+    assert pods.is_ok(head), head
     return body.decode().strip()
 
 

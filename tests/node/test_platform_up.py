@@ -47,14 +47,9 @@ def test_every_pod_serves_metrics(platform):
         if annotations.get("prometheus.io/scrape") != "true":
             continue
         port = int(annotations["prometheus.io/port"])
-        with node.connect(pod["status"]["podIP"], port, timeout=5) as sock:
-            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-            sock.settimeout(5)
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        assert data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n")[0], pod["metadata"]["name"]
-        assert b"# TYPE " in data, pod["metadata"]["name"]
+        head, body = pods.http_get(node, pod["status"]["podIP"], port, "/metrics")
+        assert pods.is_ok(head), pod["metadata"]["name"]
+        assert b"# TYPE " in body, pod["metadata"]["name"]
         scraped += 1
     assert scraped >= 8  # six agents and two gateways
 
